@@ -1,0 +1,1 @@
+//! ffmpeg argv builders. OWNER: ffmpeg helper.

@@ -1,0 +1,1 @@
+//! `-progress pipe:1` parsing. OWNER: ffmpeg helper.

@@ -1,0 +1,86 @@
+//! mediamtx-stream-manager: keeps USB microphones streaming to MediaMTX.
+//!
+//! `main_entry` parses flags, calls `run`, and maps the result to an exit code;
+//! every error travels up as `exit::Error` and is printed in one place.
+
+pub mod cli;
+pub mod config;
+pub mod devices;
+pub mod exit;
+pub mod ffmpeg;
+pub mod naming;
+pub mod streams;
+pub mod util;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+use exit::{Error, Exit};
+
+/// Parse the command line, run, print any error once, return the exit code.
+pub fn main_entry() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // clap exits 2 on bad usage; our contract says 1 (2 means "restart me" to cron).
+            let code = match e.kind() {
+                clap::error::ErrorKind::DisplayHelp
+                | clap::error::ErrorKind::DisplayVersion
+                | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => 0,
+                _ => 1,
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    init_logging(&cli.global);
+    match run(cli) {
+        Ok(exit) => ExitCode::from(exit.code()),
+        Err(e) => {
+            eprintln!("mediamtx-stream-manager: {e}");
+            ExitCode::from(e.exit.code())
+        }
+    }
+}
+
+fn init_logging(g: &cli::Global) {
+    let level = if g.quiet {
+        "error"
+    } else if g.debug || g.verbose >= 2 {
+        "debug"
+    } else if g.verbose == 1 {
+        "info"
+    } else {
+        "warn"
+    };
+    let mut b = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level));
+    // Under systemd journald adds timestamps; do not add a second one.
+    if std::env::var_os("JOURNAL_STREAM").is_some() || std::env::var_os("NOTIFY_SOCKET").is_some() {
+        b.format_timestamp(None);
+    }
+    let _ = b.try_init();
+}
+
+/// Run one command; `Ok` carries the exit code for commands that report a state.
+pub fn run(cli: Cli) -> Result<Exit, Error> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            clap_complete::generate(
+                shell,
+                &mut cmd,
+                "mediamtx-stream-manager",
+                &mut std::io::stdout(),
+            );
+            Ok(Exit::Ok)
+        }
+        _ => {
+            let _settings = config::Settings::load(g)?;
+            Err(Error::general("not implemented yet"))
+        }
+    }
+}

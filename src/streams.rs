@@ -1,0 +1,2 @@
+//! From detected devices and configuration to the list of streams to run.
+// OWNER: foundation helper.

@@ -1,0 +1,18 @@
+//! Shared helpers for integration tests: the built binary, temp dirs, cleanup guards.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// Path of the built binary under test.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_mediamtx-stream-manager"))
+}
+
+/// Real ffmpeg on PATH; in CI its absence is a failure, elsewhere too (TESTING.md §3).
+pub fn require_ffmpeg() -> PathBuf {
+    let out = std::process::Command::new("ffmpeg").arg("-version").output();
+    match out {
+        Ok(o) if o.status.success() => PathBuf::from("ffmpeg"),
+        _ => panic!("ffmpeg is required for this test: apt-get install -y ffmpeg"),
+    }
+}
