@@ -66,3 +66,20 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Exit {
+    /// The variant for a child's exit code (daemon start relays it).
+    pub fn from_code(code: i32) -> Exit {
+        match code {
+            0 => Exit::Ok,
+            2 => Exit::Critical,
+            3 => Exit::MissingDependency,
+            4 => Exit::Config,
+            5 => Exit::LockHeld,
+            6 => Exit::NoDevices,
+            7 => Exit::MediamtxDown,
+            10 => Exit::Degraded,
+            _ => Exit::General,
+        }
+    }
+}

@@ -3,13 +3,22 @@
 //! `main_entry` parses flags, calls `run`, and maps the result to an exit code;
 //! every error travels up as `exit::Error` and is printed in one place.
 
+pub mod child;
 pub mod cli;
+pub mod commands;
 pub mod config;
+pub mod control;
 pub mod devices;
 pub mod exit;
 pub mod ffmpeg;
+pub mod lock;
+pub mod logs;
+pub mod metrics_out;
 pub mod naming;
+pub mod notify;
+pub mod status;
 pub mod streams;
+pub mod supervisor;
 pub mod util;
 
 use std::process::ExitCode;
@@ -60,6 +69,7 @@ fn init_logging(g: &cli::Global) {
     if std::env::var_os("JOURNAL_STREAM").is_some() || std::env::var_os("NOTIFY_SOCKET").is_some() {
         b.format_timestamp(None);
     }
+    b.target(env_logger::Target::Pipe(Box::new(logs::LogSink)));
     let _ = b.try_init();
 }
 
@@ -78,6 +88,11 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
             );
             Ok(Exit::Ok)
         }
+        Command::Start { foreground } => commands::start(g, foreground),
+        Command::Stop { timeout } => commands::stop(g, timeout),
+        Command::ForceStop => commands::force_stop(g),
+        Command::Restart { streams, timeout } => commands::restart(g, streams, timeout),
+        Command::Status { json } => commands::status(g, json),
         _ => {
             let _settings = config::Settings::load(g)?;
             Err(Error::general("not implemented yet"))

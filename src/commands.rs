@@ -1,0 +1,400 @@
+//! The supervisor's verbs as the CLI runs them: start, stop, force-stop, restart, status.
+
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::cli::Global;
+use crate::config::{fmt_duration, Settings};
+use crate::control::{self, ClientError, Request};
+use crate::exit::{Error, Exit};
+use crate::lock::{self, InstanceLock};
+use crate::mediamtx::Client;
+use crate::status::{self, MediamtxInfo, Snapshot, StreamStatus, SupervisorInfo};
+use crate::supervisor::source::{self, HostSource, StreamSource};
+use crate::supervisor::Supervisor;
+
+/// Set in the environment of the re-executed daemon.
+const DAEMON_ENV: &str = "MEDIAMTX_STREAM_MANAGER_DAEMON";
+/// How long a CLI command waits for the supervisor to answer (SPEC §8).
+const ANSWER: Duration = Duration::from_secs(2);
+
+/// ffmpeg must exist and be executable (exit 3).
+pub fn check_ffmpeg(program: &Path) -> Result<PathBuf, Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let candidates: Vec<PathBuf> = if program.components().count() > 1 {
+        vec![program.to_path_buf()]
+    } else {
+        std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).map(|d| d.join(program)).collect())
+            .unwrap_or_default()
+    };
+    for c in &candidates {
+        if let Ok(m) = std::fs::metadata(c) {
+            if m.is_file() && m.permissions().mode() & 0o111 != 0 {
+                return Ok(c.clone());
+            }
+        }
+    }
+    Err(Error::new(
+        Exit::MissingDependency,
+        format!(
+            "ffmpeg not found or not executable: {} (install it: apt-get install -y ffmpeg, or set paths.ffmpeg)",
+            program.display()
+        ),
+    ))
+}
+
+fn load(global: &Global) -> Result<Settings, Error> {
+    let s = Settings::load(global)?;
+    for w in &s.warnings {
+        log::warn!("{w}");
+    }
+    Ok(s)
+}
+
+pub fn start(global: &Global, foreground: bool) -> Result<Exit, Error> {
+    let settings = load(global)?;
+    check_ffmpeg(&settings.paths.ffmpeg)?;
+    let source = HostSource::new(global, &settings)?;
+    let daemonized = std::env::var_os(DAEMON_ENV).is_some();
+    if !foreground && !daemonized && std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return daemonize(&settings);
+    }
+    run_supervisor(settings, Box::new(source), daemonized)
+}
+
+/// Take the lock, wait for devices and MediaMTX, supervise until stopped.
+pub fn run_supervisor(settings: Settings, source: Box<dyn StreamSource>, daemonized: bool) -> Result<Exit, Error> {
+    let lock = InstanceLock::acquire(&settings.paths.state_dir)?;
+    if daemonized {
+        let path = settings.paths.log_dir.join("supervisor.log");
+        crate::logs::log_to_file(&path, settings.logs.max_size, settings.logs.keep).map_err(|e| {
+            Error::general(format!("cannot open {}: {}", path.display(), crate::util::io_reason(&e)))
+        })?;
+    }
+    let mut sup = Supervisor::new(settings.clone(), source);
+    let found = sup.wait_for_streams(settings.startup.device_wait);
+    if found == 0 && settings.startup.require_devices {
+        return Err(Error::new(
+            Exit::NoDevices,
+            format!(
+                "no USB audio capture devices found (looked in {} and {} for {})",
+                settings.paths.proc_asound.display(),
+                settings.paths.dev_snd.display(),
+                fmt_duration(settings.startup.device_wait)
+            ),
+        ));
+    }
+    if settings.mediamtx.api {
+        wait_for_mediamtx(&settings)?;
+    }
+    sup.prepare()?;
+    crate::metrics_out::serve(&settings, sup.registry(), sup.info())?;
+    sup.launch();
+    log::info!("supervisor started (pid {}), {found} stream(s)", std::process::id());
+    if daemonized {
+        detach_stdio();
+    }
+    sup.run();
+    drop(lock);
+    Ok(Exit::Ok)
+}
+
+fn wait_for_mediamtx(settings: &Settings) -> Result<(), Error> {
+    let client = Client::new(&settings.mediamtx);
+    let until = Instant::now() + settings.startup.mediamtx_wait;
+    loop {
+        match client.info() {
+            Ok(_) => return Ok(()),
+            Err(e) if Instant::now() >= until => {
+                return Err(Error::new(
+                    Exit::MediamtxDown,
+                    format!(
+                        "MediaMTX API at {} not reachable after {}: {e}",
+                        crate::util::redact_url(&settings.mediamtx.api_url),
+                        fmt_duration(settings.startup.mediamtx_wait)
+                    ),
+                ))
+            }
+            Err(e) => log::debug!("waiting for MediaMTX: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The daemon is ready: its stdout/stderr (a pipe to the starting CLI) go to /dev/null,
+/// so the CLI sees EOF and nothing later writes into a closed pipe.
+fn detach_stdio() {
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        use std::os::fd::AsRawFd;
+        // SAFETY: dup2 onto our own standard descriptors.
+        unsafe {
+            libc::dup2(null.as_raw_fd(), 1);
+            libc::dup2(null.as_raw_fd(), 2);
+        }
+    }
+}
+
+/// Re-exec ourselves in the foreground in a new session (never fork a threaded
+/// process), relay its early failure, or wait for each stream's first verdict.
+fn daemonize(settings: &Settings) -> Result<Exit, Error> {
+    let state_dir = &settings.paths.state_dir;
+    if lock::is_held(state_dir) {
+        let holder = lock::recorded_pid(state_dir).map(|p| format!(" (pid {p})")).unwrap_or_default();
+        return Err(Error::new(Exit::LockHeld, format!("another supervisor is running{holder}")));
+    }
+    let exe = std::env::current_exe().map_err(|e| Error::general(format!("cannot find own binary: {e}")))?;
+    let mut cmd = Command::new(exe);
+    cmd.args(std::env::args_os().skip(1))
+        .arg("--foreground")
+        .env(DAEMON_ENV, "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: setsid is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from));
+    }
+    let mut child = cmd.spawn().map_err(|e| Error::general(format!("cannot start the daemon: {e}")))?;
+    let mut early = String::new();
+    if let Some(mut err) = child.stderr.take() {
+        let _ = (&mut err).take(1 << 20).read_to_string(&mut early);
+    }
+    if let Ok(Some(status)) = child.try_wait() {
+        eprint!("{early}");
+        return Ok(Exit::from_code(status.code().unwrap_or(1)));
+    }
+    // Ready: wait for first verdicts, then report one line per stream.
+    let until = Instant::now() + settings.startup.report_timeout;
+    let mut snap = None;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            eprint!("{early}");
+            return Ok(Exit::from_code(status.code().unwrap_or(1)));
+        }
+        if let Ok(r) = control::request(state_dir, &Request::Status, ANSWER) {
+            if let Some(s) = r.status {
+                let done = s.streams.iter().all(|st| st.settled);
+                snap = Some(s);
+                if done {
+                    break;
+                }
+            }
+        }
+        if Instant::now() >= until {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("supervisor started (pid {})", child.id());
+    for st in snap.map(|s| s.streams).unwrap_or_default() {
+        println!("{}", report_line(&st));
+    }
+    Ok(Exit::Ok)
+}
+
+fn report_line(st: &StreamStatus) -> String {
+    if st.state == "running" {
+        format!("[OK] {}", st.url)
+    } else {
+        let why = st
+            .last_exit
+            .as_ref()
+            .map(|e| e.reason.clone())
+            .unwrap_or_else(|| format!("{} (no verdict yet)", st.state));
+        format!("[FAIL] {} ({why})", st.url)
+    }
+}
+
+/// The recorded supervisor pid, if that process is alive and is this program.
+fn live_supervisor(state_dir: &Path) -> Option<i32> {
+    let pid = lock::recorded_pid(state_dir)?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let argv0 = cmdline.split(|b| *b == 0).next()?;
+    let name = Path::new(std::str::from_utf8(argv0).ok()?).file_name()?.to_str()?.to_string();
+    let me = std::env::current_exe().ok()?.file_name()?.to_str()?.to_string();
+    (name == me || name.contains("mediamtx-stream-manager")).then_some(pid)
+}
+
+pub fn stop(global: &Global, timeout: Duration) -> Result<Exit, Error> {
+    let settings = load(global)?;
+    let state_dir = &settings.paths.state_dir;
+    if !lock::is_held(state_dir) {
+        println!("supervisor not running");
+        return Ok(Exit::Ok);
+    }
+    match control::request(state_dir, &Request::Stop, ANSWER) {
+        Ok(_) => {}
+        Err(e) => {
+            // Not answering: fall back to SIGTERM, which is the same graceful stop.
+            let pid = live_supervisor(state_dir)
+                .ok_or_else(|| Error::general(format!("cannot ask the supervisor to stop: {e}")))?;
+            log::warn!("{e}; sending SIGTERM to pid {pid}");
+            kill(Pid::from_raw(pid), Signal::SIGTERM)
+                .map_err(|e| Error::general(format!("cannot signal supervisor pid {pid}: {e}")))?;
+        }
+    }
+    let until = Instant::now() + timeout;
+    while lock::is_held(state_dir) {
+        if Instant::now() >= until {
+            return Err(Error::general(format!(
+                "supervisor did not stop within {} (try force-stop)",
+                fmt_duration(timeout)
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    println!("stopped");
+    Ok(Exit::Ok)
+}
+
+pub fn force_stop(global: &Global) -> Result<Exit, Error> {
+    let settings = load(global)?;
+    let state_dir = &settings.paths.state_dir;
+    let mut killed_sup = None;
+    if lock::is_held(state_dir) {
+        if let Some(pid) = live_supervisor(state_dir) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            killed_sup = Some(pid);
+        }
+    }
+    // Children die with their wrapper thread (PDEATHSIG); anything left carries our marker.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut killed = 0;
+    loop {
+        let left = crate::child::find_marked(state_dir);
+        if left.is_empty() || Instant::now() >= deadline {
+            break;
+        }
+        for m in left {
+            let _ = kill(Pid::from_raw(m.pid), Signal::SIGKILL);
+            killed += 1;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if let Ok(rd) = std::fs::read_dir(state_dir.join("streams")) {
+        for e in rd.flatten() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    if killed_sup.is_some() || !lock::is_held(state_dir) {
+        let _ = std::fs::remove_file(lock::pid_path(state_dir));
+    }
+    match killed_sup {
+        Some(pid) => println!("killed supervisor pid {pid}; killed {killed} leftover ffmpeg process(es)"),
+        None => println!("no supervisor running; killed {killed} leftover ffmpeg process(es)"),
+    }
+    Ok(Exit::Ok)
+}
+
+pub fn restart(global: &Global, streams: Vec<String>, timeout: Duration) -> Result<Exit, Error> {
+    if streams.is_empty() {
+        stop(global, timeout)?;
+        return start(global, false);
+    }
+    let settings = load(global)?;
+    let state_dir = &settings.paths.state_dir;
+    match control::request(state_dir, &Request::Restart { streams: streams.clone() }, ANSWER) {
+        Ok(r) if r.ok => {
+            println!("restarting {}", streams.join(", "));
+            Ok(Exit::Ok)
+        }
+        Ok(r) => Err(Error::general(r.error.unwrap_or_else(|| "restart refused".into()))),
+        Err(ClientError::NotRunning) => Err(Error::general("supervisor not running")),
+        Err(e) => Err(Error::general(e.to_string())),
+    }
+}
+
+/// Live status from the supervisor, or detection only when none answers.
+pub fn gather_status(settings: &Settings, global: &Global) -> Snapshot {
+    let state_dir = &settings.paths.state_dir;
+    let note = match control::request(state_dir, &Request::Status, ANSWER) {
+        Ok(r) => match r.status {
+            Some(s) => return s,
+            None => Some(r.error.unwrap_or_else(|| "supervisor gave no status".into())),
+        },
+        Err(ClientError::NotRunning) => None,
+        Err(e) => Some(e.to_string()),
+    };
+    let mut snap = detect(settings, global);
+    if let Some(pid) = live_supervisor(state_dir).filter(|_| lock::is_held(state_dir)) {
+        snap.supervisor.running = true;
+        snap.supervisor.pid = Some(pid as u32);
+    }
+    snap.supervisor.note = note;
+    snap
+}
+
+/// What the host and config say, without a supervisor.
+pub fn detect(settings: &Settings, global: &Global) -> Snapshot {
+    let mut warnings = settings.warnings.clone();
+    let streams = HostSource::new(global, settings)
+        .and_then(|src| {
+            let devices = crate::devices::discover(&settings.paths.proc_asound, &settings.paths.dev_snd);
+            drop(src);
+            let file = crate::config::legacy::DeviceFile::load(&settings.paths.device_config)?;
+            source::configs_for(settings, file.as_ref(), &devices)
+        })
+        .unwrap_or_else(|e| {
+            warnings.push(e.to_string());
+            Vec::new()
+        });
+    let mediamtx = if settings.mediamtx.api {
+        let mut cfg = settings.mediamtx.clone();
+        cfg.timeout = cfg.timeout.min(ANSWER);
+        let r = Client::new(&cfg).info();
+        MediamtxInfo {
+            enabled: true,
+            api_url: crate::util::redact_url(&settings.mediamtx.api_url),
+            reachable: Some(r.is_ok()),
+            version: r.as_ref().ok().and_then(|i| i.version.clone()),
+            error: r.err().map(|e| e.to_string()),
+        }
+    } else {
+        MediamtxInfo { enabled: false, api_url: crate::util::redact_url(&settings.mediamtx.api_url), ..Default::default() }
+    };
+    Snapshot {
+        supervisor: SupervisorInfo {
+            running: false,
+            pid: None,
+            uptime_s: None,
+            mode: settings.mode.as_str().into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            note: None,
+        },
+        mediamtx,
+        streams: streams
+            .into_iter()
+            .map(|c| StreamStatus {
+                name: c.name.clone(),
+                state: "stopped".into(),
+                health: "unknown".into(),
+                device: c.device.clone(),
+                alsa_device: c.alsa_device.clone(),
+                url: c.display_url.clone(),
+                log: c.log_path.display().to_string(),
+                notes: c.notes.clone(),
+                ..StreamStatus::default()
+            })
+            .collect(),
+        warnings,
+    }
+}
+
+pub fn status(global: &Global, json: bool) -> Result<Exit, Error> {
+    let settings = Settings::load(global)?;
+    let snap = gather_status(&settings, global);
+    if json {
+        let text = serde_json::to_string_pretty(&snap).map_err(|e| Error::general(e.to_string()))?;
+        println!("{text}");
+    } else {
+        print!("{}", status::render(&snap));
+    }
+    Ok(Exit::Ok)
+}

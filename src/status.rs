@@ -1,0 +1,243 @@
+//! The status snapshot shared by the control socket, `status`, `monitor`, metrics and the
+//! demo, and its human rendering (one row per stream, readable at 80 columns).
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Snapshot {
+    pub supervisor: SupervisorInfo,
+    pub mediamtx: MediamtxInfo,
+    pub streams: Vec<StreamStatus>,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct SupervisorInfo {
+    pub running: bool,
+    pub pid: Option<u32>,
+    pub uptime_s: Option<u64>,
+    pub mode: String,
+    pub version: String,
+    /// e.g. "live details need root" or "not answering".
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct MediamtxInfo {
+    pub enabled: bool,
+    pub api_url: String,
+    /// None until the first poll.
+    pub reachable: Option<bool>,
+    pub version: Option<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct DeviceView {
+    pub by_id: Option<String>,
+    pub card: Option<u32>,
+    pub card_id: Option<String>,
+    pub by_path: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct LastExit {
+    pub code: Option<i32>,
+    pub signal: Option<String>,
+    pub reason: String,
+    /// Seconds since it happened.
+    pub ago_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct ProgressView {
+    pub out_time_s: Option<f64>,
+    pub total_size: Option<u64>,
+    pub bitrate_kbps: Option<f64>,
+    pub speed: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct PathView {
+    pub available: bool,
+    pub inbound_bytes: u64,
+    pub inbound_rate_bps: Option<f64>,
+    pub readers: usize,
+    pub source_id: Option<String>,
+    /// Another publisher replaced ours on this path.
+    pub displaced: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct StreamStatus {
+    pub name: String,
+    /// starting | running | backoff | stopping | stopped | failed | waiting-for-device | disabled
+    pub state: String,
+    /// healthy | degraded | unhealthy | failed | unknown
+    pub health: String,
+    pub pid: Option<u32>,
+    pub uptime_s: Option<f64>,
+    pub restarts: u64,
+    pub consecutive_failures: u32,
+    pub next_retry_s: Option<f64>,
+    pub last_exit: Option<LastExit>,
+    pub progress: Option<ProgressView>,
+    pub device: DeviceView,
+    pub alsa_device: String,
+    pub url: String,
+    pub log: String,
+    pub silent: bool,
+    pub mediamtx: Option<PathView>,
+    /// Seconds the stream has not been running-and-healthy (None when it is).
+    pub unhealthy_for_s: Option<f64>,
+    /// The stream reached its first verdict (running, or a failed start).
+    pub settled: bool,
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+impl StreamStatus {
+    pub fn is_ok(&self) -> bool {
+        self.state == "running" && self.health == "healthy"
+    }
+}
+
+fn secs(s: f64) -> String {
+    let s = s.max(0.0);
+    if s < 60.0 {
+        format!("{s:.0}s")
+    } else if s < 3600.0 {
+        format!("{}m{:02}s", (s / 60.0) as u64, (s % 60.0) as u64)
+    } else if s < 86400.0 {
+        format!("{}h{:02}m", (s / 3600.0) as u64, ((s % 3600.0) / 60.0) as u64)
+    } else {
+        format!("{}d{:02}h", (s / 86400.0) as u64, ((s % 86400.0) / 3600.0) as u64)
+    }
+}
+
+fn cut(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(n.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+/// Human rendering: a header, then one compact row per stream, then details that need room.
+pub fn render(s: &Snapshot) -> String {
+    let mut out = String::new();
+    let sup = &s.supervisor;
+    if sup.running {
+        out.push_str(&format!(
+            "supervisor: running (pid {}, up {}, mode {})",
+            sup.pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into()),
+            sup.uptime_s.map(|u| secs(u as f64)).unwrap_or_else(|| "?".into()),
+            sup.mode
+        ));
+    } else {
+        out.push_str("supervisor: not running");
+    }
+    if let Some(n) = &sup.note {
+        out.push_str(&format!("; {n}"));
+    }
+    out.push('\n');
+    let m = &s.mediamtx;
+    if !m.enabled {
+        out.push_str("mediamtx:   API checks off (mediamtx.api = false)\n");
+    } else {
+        match (m.reachable, &m.version, &m.error) {
+            (Some(true), Some(v), _) => out.push_str(&format!("mediamtx:   reachable, {v} ({})\n", m.api_url)),
+            (Some(true), None, _) => out.push_str(&format!("mediamtx:   reachable ({})\n", m.api_url)),
+            (Some(false), _, Some(e)) => out.push_str(&format!("mediamtx:   UNREACHABLE: {e}\n")),
+            _ => out.push_str(&format!("mediamtx:   not checked ({})\n", m.api_url)),
+        }
+    }
+    for w in &s.warnings {
+        out.push_str(&format!("warning: {w}\n"));
+    }
+    if s.streams.is_empty() {
+        out.push_str("no USB audio capture devices detected\n");
+        return out;
+    }
+    out.push_str(&format!(
+        "\n{:<24} {:<12} {:<9} {:>7} {:>7} {:>5} {:>9}\n",
+        "STREAM", "STATE", "HEALTH", "PID", "UPTIME", "RST", "KBIT/S"
+    ));
+    for st in &s.streams {
+        let state = match st.next_retry_s {
+            Some(n) if st.state == "backoff" || st.state == "failed" => format!("{} {}", st.state, secs(n)),
+            _ => st.state.clone(),
+        };
+        let rate = st
+            .progress
+            .as_ref()
+            .and_then(|p| p.bitrate_kbps)
+            .map(|b| format!("{b:.1}"))
+            .unwrap_or_else(|| "-".into());
+        out.push_str(&format!(
+            "{:<24} {:<12} {:<9} {:>7} {:>7} {:>5} {:>9}\n",
+            cut(&st.name, 24),
+            cut(&state, 12),
+            cut(&st.health, 9),
+            st.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+            st.uptime_s.map(secs).unwrap_or_else(|| "-".into()),
+            format!("{}/{}", st.restarts, st.consecutive_failures),
+            rate
+        ));
+    }
+    out.push('\n');
+    for st in &s.streams {
+        out.push_str(&format!("{}\n", st.name));
+        out.push_str(&format!("  url:    {}\n", st.url));
+        let d = &st.device;
+        let mut dev = format!("  device: {}", st.alsa_device);
+        if let Some(c) = &d.card_id {
+            dev.push_str(&format!(" (card {} {c})", d.card.map(|n| n.to_string()).unwrap_or_default()));
+        }
+        if let Some(b) = &d.by_id {
+            dev.push_str(&format!(" by-id {b}"));
+        }
+        out.push_str(&dev);
+        out.push('\n');
+        if let Some(p) = &st.progress {
+            out.push_str(&format!(
+                "  ffmpeg: out {} bytes, {}, speed {}\n",
+                p.total_size.map(|t| t.to_string()).unwrap_or_else(|| "?".into()),
+                p.out_time_s.map(secs).unwrap_or_else(|| "?".into()),
+                p.speed.map(|x| format!("{x:.2}x")).unwrap_or_else(|| "?".into())
+            ));
+        }
+        if let Some(m) = &st.mediamtx {
+            out.push_str(&format!(
+                "  mediamtx: {}, inbound {} bytes{}, {} reader(s){}\n",
+                if m.available { "available" } else { "NOT available" },
+                m.inbound_bytes,
+                m.inbound_rate_bps.map(|r| format!(" ({:.1} kbit/s)", r * 8.0 / 1000.0)).unwrap_or_default(),
+                m.readers,
+                if m.displaced { ", DISPLACED by another publisher" } else { "" }
+            ));
+        }
+        if st.silent {
+            out.push_str("  input is silent\n");
+        }
+        if let Some(e) = &st.last_exit {
+            let how = match (&e.signal, e.code) {
+                (Some(sig), _) => sig.clone(),
+                (None, Some(c)) => format!("exit {c}"),
+                _ => "exit".into(),
+            };
+            let ago = e.ago_s.map(|a| format!(", {} ago", secs(a))).unwrap_or_default();
+            out.push_str(&format!("  last exit: {how}{ago}: {}\n", e.reason));
+        }
+        for n in &st.notes {
+            out.push_str(&format!("  note: {n}\n"));
+        }
+        if !st.log.is_empty() {
+            out.push_str(&format!("  log:    {}\n", st.log));
+        }
+    }
+    out
+}

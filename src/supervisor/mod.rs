@@ -1,0 +1,363 @@
+//! The supervisor: one process per host holding the instance lock. Its main thread owns
+//! the set of streams (rescans, reload, stop); each stream has a wrapper thread
+//! (`stream.rs`); a control thread answers the socket; an optional poller thread reads
+//! MediaMTX. See docs/architecture.md.
+
+pub mod backoff;
+pub mod poller;
+pub mod source;
+pub mod stream;
+
+use std::collections::BTreeMap;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::config::Settings;
+use crate::control::{self, Reply, Request};
+use crate::exit::Error;
+use crate::notify;
+use crate::status::{MediamtxInfo, Snapshot, SupervisorInfo};
+use source::StreamSource;
+use stream::{Msg, Shared, StreamConfig, Wrapper};
+
+/// What other threads may see and poke: each stream's channel and live view.
+#[derive(Clone)]
+pub struct StreamHandle {
+    pub tx: Sender<Msg>,
+    pub shared: Arc<Mutex<Shared>>,
+}
+
+pub type Registry = Arc<RwLock<BTreeMap<String, StreamHandle>>>;
+
+/// Facts about the supervisor itself for snapshots.
+pub struct Info {
+    pub started: Instant,
+    pub mode: String,
+    pub mediamtx: Mutex<MediamtxInfo>,
+    pub warnings: Mutex<Vec<String>>,
+}
+
+enum Event {
+    Stop(&'static str),
+    Reload,
+    Restart(Vec<String>),
+}
+
+/// Build a snapshot of everything, as `status` shows it.
+pub fn snapshot(registry: &Registry, info: &Info) -> Snapshot {
+    let now = Instant::now();
+    let streams = registry
+        .read()
+        .map(|r| {
+            r.values()
+                .map(|h| h.shared.lock().unwrap_or_else(|e| e.into_inner()).snapshot(now))
+                .collect()
+        })
+        .unwrap_or_default();
+    Snapshot {
+        supervisor: SupervisorInfo {
+            running: true,
+            pid: Some(std::process::id()),
+            uptime_s: Some(info.started.elapsed().as_secs()),
+            mode: info.mode.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            note: None,
+        },
+        mediamtx: info.mediamtx.lock().map(|m| m.clone()).unwrap_or_default(),
+        streams,
+        warnings: info.warnings.lock().map(|w| w.clone()).unwrap_or_default(),
+    }
+}
+
+pub struct Supervisor {
+    settings: Settings,
+    source: Box<dyn StreamSource>,
+    registry: Registry,
+    info: Arc<Info>,
+    threads: Vec<JoinHandle<()>>,
+    present: BTreeMap<String, bool>,
+    events: Receiver<Event>,
+    events_tx: Sender<Event>,
+    last_status_line: String,
+}
+
+impl Supervisor {
+    pub fn new(settings: Settings, source: Box<dyn StreamSource>) -> Supervisor {
+        let (events_tx, events) = mpsc::channel();
+        let info = Arc::new(Info {
+            started: Instant::now(),
+            mode: source.mode_label(&settings),
+            mediamtx: Mutex::new(MediamtxInfo {
+                enabled: settings.mediamtx.api,
+                api_url: crate::util::redact_url(&settings.mediamtx.api_url),
+                ..MediamtxInfo::default()
+            }),
+            warnings: Mutex::new(Vec::new()),
+        });
+        Supervisor {
+            settings,
+            source,
+            registry: Arc::new(RwLock::new(BTreeMap::new())),
+            info,
+            threads: Vec::new(),
+            present: BTreeMap::new(),
+            events,
+            events_tx,
+            last_status_line: String::new(),
+        }
+    }
+
+    pub fn registry(&self) -> Registry {
+        self.registry.clone()
+    }
+
+    pub fn info(&self) -> Arc<Info> {
+        self.info.clone()
+    }
+
+    /// Scan until at least one stream exists or `wait` passes; returns the count.
+    pub fn wait_for_streams(&mut self, wait: Duration) -> usize {
+        let until = Instant::now() + wait;
+        loop {
+            let n = self.source.scan(&self.settings).len();
+            if n > 0 || Instant::now() >= until {
+                return n;
+            }
+            std::thread::sleep(Duration::from_millis(200).min(until - Instant::now()));
+        }
+    }
+
+    /// Bind the control socket and install signal handling. Call once, before `launch`.
+    pub fn prepare(&mut self) -> Result<(), Error> {
+        let state_dir = &self.settings.paths.state_dir;
+        let streams_dir = state_dir.join("streams");
+        std::fs::create_dir_all(&streams_dir).map_err(|e| {
+            Error::general(format!("cannot create {}: {}", streams_dir.display(), crate::util::io_reason(&e)))
+        })?;
+        std::fs::create_dir_all(&self.settings.paths.log_dir).map_err(|e| {
+            Error::general(format!(
+                "cannot create log directory {}: {}",
+                self.settings.paths.log_dir.display(),
+                crate::util::io_reason(&e)
+            ))
+        })?;
+        let registry = self.registry.clone();
+        let info = self.info.clone();
+        let tx = Mutex::new(self.events_tx.clone());
+        let handler = Arc::new(move |req: Request| -> Reply {
+            let send = |ev| {
+                let _ = tx.lock().map(|t| t.send(ev));
+            };
+            match req {
+                Request::Ping => Reply {
+                    pid: Some(std::process::id()),
+                    ..Reply::ok()
+                },
+                Request::Status => Reply {
+                    status: Some(snapshot(&registry, &info)),
+                    ..Reply::ok()
+                },
+                Request::Stop => {
+                    send(Event::Stop("stop requested"));
+                    Reply::ok()
+                }
+                Request::Reload => {
+                    send(Event::Reload);
+                    Reply::ok()
+                }
+                Request::Restart { streams } => {
+                    if streams.is_empty() {
+                        return Reply::err("name at least one stream");
+                    }
+                    let known = registry.read().map(|r| r.keys().cloned().collect::<Vec<_>>()).unwrap_or_default();
+                    let unknown: Vec<_> = streams.iter().filter(|s| !known.contains(s)).cloned().collect();
+                    if !unknown.is_empty() {
+                        return Reply::err(format!("unknown stream: {}", unknown.join(", ")));
+                    }
+                    send(Event::Restart(streams));
+                    Reply::ok()
+                }
+            }
+        });
+        control::serve(state_dir, handler).map_err(|e| {
+            Error::general(format!(
+                "cannot bind control socket {}: {}",
+                control::socket_path(state_dir).display(),
+                crate::util::io_reason(&e)
+            ))
+        })?;
+        // Signals become events for the main loop.
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+            .map_err(|e| Error::general(format!("cannot install signal handlers: {e}")))?;
+        let tx = self.events_tx.clone();
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                for sig in signals.forever() {
+                    let ev = match sig {
+                        SIGHUP => Event::Reload,
+                        SIGINT => Event::Stop("SIGINT"),
+                        _ => Event::Stop("SIGTERM"),
+                    };
+                    if tx.send(ev).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| Error::general(format!("cannot start signal thread: {e}")))?;
+        if self.settings.mediamtx.api {
+            poller::start(&self.settings, self.registry.clone(), self.info.clone());
+        }
+        Ok(())
+    }
+
+    /// Start wrappers for what is present now.
+    pub fn launch(&mut self) {
+        self.rescan();
+    }
+
+    fn spawn_stream(&mut self, cfg: StreamConfig) {
+        let name = cfg.name.clone();
+        let (tx, rx) = mpsc::channel();
+        let shared = Arc::new(Mutex::new(Shared::new(&cfg)));
+        let wrapper = Wrapper::new(cfg, rx, tx.clone(), shared.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("s-{}", name.chars().take(13).collect::<String>()))
+            .spawn(move || wrapper.run(true));
+        match thread {
+            Ok(t) => {
+                self.threads.push(t);
+                if let Ok(mut r) = self.registry.write() {
+                    r.insert(name.clone(), StreamHandle { tx, shared });
+                }
+                self.present.insert(name, true);
+            }
+            Err(e) => log::error!("{name}: cannot start wrapper thread: {e}"),
+        }
+    }
+
+    /// Compare what the host offers now with the running set (hot-plug).
+    fn rescan(&mut self) {
+        let configs = self.source.scan(&self.settings);
+        let mut seen = Vec::new();
+        for cfg in configs {
+            seen.push(cfg.name.clone());
+            let handle = self.registry.read().ok().and_then(|r| r.get(&cfg.name).cloned());
+            match handle {
+                None => {
+                    log::info!("{}: device found, starting stream", cfg.name);
+                    self.spawn_stream(cfg);
+                }
+                Some(h) => {
+                    let was_present = self.present.get(&cfg.name).copied().unwrap_or(false);
+                    self.present.insert(cfg.name.clone(), true);
+                    if !was_present {
+                        log::info!("{}: device is back", cfg.name);
+                        let _ = h.tx.send(Msg::DeviceBack(Box::new(cfg)));
+                    } else {
+                        let _ = h.tx.send(Msg::Update(Box::new(cfg)));
+                    }
+                }
+            }
+        }
+        let gone: Vec<String> = self
+            .present
+            .iter()
+            .filter(|(n, p)| **p && !seen.contains(n))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in gone {
+            log::warn!("{name}: device removed, waiting for it");
+            self.present.insert(name.clone(), false);
+            if let Some(h) = self.registry.read().ok().and_then(|r| r.get(&name).cloned()) {
+                let _ = h.tx.send(Msg::DeviceGone);
+            }
+        }
+    }
+
+    fn reload(&mut self) {
+        match self.source.reload() {
+            Ok(Some(settings)) => {
+                log::info!("configuration reloaded");
+                self.settings = settings;
+                self.rescan();
+            }
+            Ok(None) => self.rescan(),
+            Err(e) => log::error!("reload failed, keeping the running configuration: {e}"),
+        }
+    }
+
+    /// The main loop; returns after a stop with every child reaped.
+    pub fn run(mut self) {
+        notify::notify("READY=1");
+        let watchdog = notify::watchdog_interval();
+        let mut next_watchdog = Instant::now();
+        let mut next_scan = Instant::now() + self.settings.discovery.rescan;
+        let mut next_metrics = Instant::now();
+        loop {
+            match self.events.recv_timeout(Duration::from_millis(100)) {
+                Ok(Event::Stop(why)) => {
+                    log::info!("stopping ({why})");
+                    break;
+                }
+                Ok(Event::Reload) => self.reload(),
+                Ok(Event::Restart(names)) => {
+                    let reg = self.registry.read().map(|r| r.clone()).unwrap_or_default();
+                    for n in names {
+                        if let Some(h) = reg.get(&n) {
+                            log::info!("{n}: restart requested");
+                            let _ = h.tx.send(Msg::Restart);
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            let now = Instant::now();
+            if now >= next_scan {
+                self.rescan();
+                next_scan = now + self.settings.discovery.rescan;
+            }
+            if let Some(iv) = watchdog {
+                if now >= next_watchdog {
+                    notify::notify("WATCHDOG=1");
+                    next_watchdog = now + iv;
+                }
+            }
+            if now >= next_metrics {
+                crate::metrics_out::write(&self.settings, &self.registry, &self.info);
+                next_metrics = now + self.settings.mediamtx.poll;
+            }
+            self.update_status_line();
+        }
+        self.shutdown();
+    }
+
+    fn update_status_line(&mut self) {
+        let snap = snapshot(&self.registry, &self.info);
+        let total = snap.streams.len();
+        let ok = snap.streams.iter().filter(|s| s.state == "running").count();
+        let line = format!("{ok}/{total} streams running");
+        if line != self.last_status_line {
+            notify::notify(&format!("STATUS={line}"));
+            self.last_status_line = line;
+        }
+    }
+
+    fn shutdown(self) {
+        notify::notify("STOPPING=1");
+        let reg = self.registry.read().map(|r| r.clone()).unwrap_or_default();
+        for h in reg.values() {
+            let _ = h.tx.send(Msg::Stop);
+        }
+        // Every wrapper stops its child in parallel (SIGINT, grace, SIGKILL) and reaps it.
+        for t in self.threads {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(control::socket_path(&self.settings.paths.state_dir));
+        log::info!("all streams stopped");
+    }
+}

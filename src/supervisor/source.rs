@@ -1,0 +1,196 @@
+//! Where streams come from: the host's USB devices (production) or a fixed list (demo).
+//! The supervisor asks its source on every rescan and on reload.
+
+use crate::child::ChildSpec;
+use crate::cli::{Global, Mode};
+use crate::config::legacy::DeviceFile;
+use crate::config::Settings;
+use crate::devices::{self, Device};
+use crate::exit::Error;
+use crate::ffmpeg::argv::{self, Input, InputSpec, Output, Silence};
+use crate::status::DeviceView;
+use crate::streams::{self, StreamSpec};
+use crate::supervisor::stream::StreamConfig;
+
+pub trait StreamSource: Send {
+    /// The streams that can run right now (present devices, enabled).
+    fn scan(&mut self, settings: &Settings) -> Vec<StreamConfig>;
+    /// Reread configuration (SIGHUP). `Ok(None)`: nothing to reread.
+    fn reload(&mut self) -> Result<Option<Settings>, Error>;
+    fn mode_label(&self, settings: &Settings) -> String;
+}
+
+/// Production: discovery + the legacy device file + TOML.
+pub struct HostSource {
+    global: Global,
+    file: Option<DeviceFile>,
+}
+
+impl HostSource {
+    pub fn new(global: &Global, settings: &Settings) -> Result<HostSource, Error> {
+        Ok(HostSource {
+            global: global.clone(),
+            file: DeviceFile::load(&settings.paths.device_config)?,
+        })
+    }
+}
+
+pub fn device_view(d: &Device) -> DeviceView {
+    DeviceView {
+        by_id: d.by_id.clone(),
+        card: Some(d.card),
+        card_id: Some(d.card_id.clone()),
+        by_path: d.by_path.clone(),
+    }
+}
+
+fn silence(settings: &Settings) -> Option<Silence> {
+    settings.health.silence_db.map(|db| Silence {
+        db,
+        duration: settings.health.silence_for,
+    })
+}
+
+fn input_spec(s: &StreamSpec) -> InputSpec {
+    InputSpec {
+        input: Input::Alsa {
+            device: s.alsa_device.clone(),
+        },
+        sample_rate: s.params.sample_rate.value,
+        channels: s.params.channels.value,
+        thread_queue: s.params.thread_queue.value,
+    }
+}
+
+/// Fill the policy fields every stream shares from the settings.
+pub fn stream_config(
+    settings: &Settings,
+    name: &str,
+    child: ChildSpec,
+    device: DeviceView,
+    alsa_device: String,
+    display_url: String,
+    notes: Vec<String>,
+) -> StreamConfig {
+    StreamConfig {
+        name: name.to_string(),
+        child,
+        device,
+        alsa_device,
+        display_url,
+        notes,
+        backoff: settings.backoff.clone(),
+        health: settings.health.clone(),
+        grace: settings.stop.grace,
+        log_path: settings.paths.log_dir.join(format!("{name}.log")),
+        log_max: settings.logs.max_size,
+        log_keep: settings.logs.keep,
+        state_dir: settings.paths.state_dir.clone(),
+    }
+}
+
+/// The stream configs for a set of detected devices (pure: used by scan and tests).
+pub fn configs_for(
+    settings: &Settings,
+    file: Option<&DeviceFile>,
+    devices: &[Device],
+) -> Result<Vec<StreamConfig>, Error> {
+    let program = settings.paths.ffmpeg.clone();
+    let sil = silence(settings);
+    match settings.mode {
+        Mode::Individual => {
+            let plan = streams::plan(settings, file, devices)?;
+            Ok(plan
+                .streams
+                .iter()
+                .filter(|s| s.enabled)
+                .map(|s| {
+                    let out = Output {
+                        codec: s.params.codec.value,
+                        bitrate: s.params.bitrate.value.clone(),
+                        url: s.url.clone(),
+                    };
+                    let args = argv::individual(&input_spec(s), &out, sil.as_ref());
+                    stream_config(
+                        settings,
+                        &s.name,
+                        ChildSpec { program: program.clone(), args, env: Vec::new() },
+                        s.device.as_ref().map(device_view).unwrap_or_default(),
+                        s.alsa_device.clone(),
+                        s.display_url.clone(),
+                        s.notes.clone(),
+                    )
+                })
+                .collect())
+        }
+        Mode::Multiplex => {
+            let Some(m) = streams::plan_multiplex(settings, file, devices)? else {
+                return Ok(Vec::new());
+            };
+            let inputs: Vec<InputSpec> = m.inputs.iter().filter(|s| s.enabled).map(input_spec).collect();
+            if inputs.is_empty() {
+                return Ok(Vec::new());
+            }
+            let out = Output {
+                codec: m.params.codec.value,
+                bitrate: m.params.bitrate.value.clone(),
+                url: m.url.clone(),
+            };
+            let args = argv::multiplex(&inputs, settings.multiplex.filter, &out, sil.as_ref());
+            let alsa = m
+                .inputs
+                .iter()
+                .filter(|s| s.enabled)
+                .map(|s| s.alsa_device.as_str())
+                .collect::<Vec<_>>()
+                .join(" + ");
+            let notes = vec![format!(
+                "multiplex ({}) of: {}",
+                settings.multiplex.filter.as_str(),
+                m.inputs.iter().filter(|s| s.enabled).map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+            )];
+            Ok(vec![stream_config(
+                settings,
+                &m.name,
+                ChildSpec { program, args, env: Vec::new() },
+                DeviceView::default(),
+                alsa,
+                m.display_url.clone(),
+                notes,
+            )])
+        }
+    }
+}
+
+impl StreamSource for HostSource {
+    fn scan(&mut self, settings: &Settings) -> Vec<StreamConfig> {
+        let devices = devices::discover(&settings.paths.proc_asound, &settings.paths.dev_snd);
+        match configs_for(settings, self.file.as_ref(), &devices) {
+            Ok(c) => c,
+            Err(e) => {
+                log::error!("cannot plan streams: {e}");
+                Vec::new()
+            }
+        }
+    }
+
+    fn reload(&mut self) -> Result<Option<Settings>, Error> {
+        let settings = Settings::load(&self.global)?;
+        let file = DeviceFile::load(&settings.paths.device_config)?;
+        // Validate the whole plan before swapping anything in: a bad edit changes nothing.
+        let devices = devices::discover(&settings.paths.proc_asound, &settings.paths.dev_snd);
+        configs_for(&settings, file.as_ref(), &devices)?;
+        for w in &settings.warnings {
+            log::warn!("{w}");
+        }
+        self.file = file;
+        Ok(Some(settings))
+    }
+
+    fn mode_label(&self, settings: &Settings) -> String {
+        match settings.mode {
+            Mode::Individual => "individual".into(),
+            Mode::Multiplex => format!("multiplex ({})", settings.multiplex.filter.as_str()),
+        }
+    }
+}

@@ -1,0 +1,727 @@
+//! One wrapper thread per stream: owns one ffmpeg child at a time and runs the stream's
+//! state machine (SPEC §7):
+//!
+//! ```text
+//! waiting-for-device ──device──▶ starting ──progress──▶ running
+//!        ▲                          │  ▲                   │
+//!        └──────device gone─────────┤  └──backoff delay────┤ exit / stall / start timeout /
+//!                                   ▼                      ▼ not published
+//!                                backoff ◀─────────────────┘ (failed after max_failures)
+//! ```
+//!
+//! How a child's death reaches the wrapper: a waiter thread blocks in `wait()` and sends
+//! `Msg::Exited` on the wrapper's channel at once; the wrapper never polls the process.
+//! Its own loop wakes at least every 100 ms to check the stall and start timers.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::ExitStatus;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use crate::child::{self, ChildSpec};
+use crate::config::{Backoff, Health};
+use crate::ffmpeg::progress::{self, Progress, ProgressParser};
+use crate::logs::RotatingLog;
+use crate::status::{DeviceView, LastExit, PathView, ProgressView, StreamStatus};
+use crate::supervisor::backoff;
+
+/// Everything a wrapper needs to run its stream; compared on reload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamConfig {
+    pub name: String,
+    pub child: ChildSpec,
+    pub device: DeviceView,
+    pub alsa_device: String,
+    pub display_url: String,
+    pub notes: Vec<String>,
+    pub backoff: Backoff,
+    pub health: Health,
+    pub grace: Duration,
+    pub log_path: PathBuf,
+    pub log_max: u64,
+    pub log_keep: u32,
+    pub state_dir: PathBuf,
+}
+
+/// Messages to a wrapper: from its child's helper threads (tagged with the child's
+/// generation so a late message from an old child is ignored) and from the supervisor.
+pub enum Msg {
+    Progress(u64, Progress),
+    Silence(u64, bool),
+    Exited(u64, ExitStatus, Vec<String>),
+    /// Shut down: stop the child gracefully, then end the thread.
+    Stop,
+    /// `restart NAME`: graceful restart, backoff reset.
+    Restart,
+    DeviceGone,
+    DeviceBack(Box<StreamConfig>),
+    /// Reload / rescan: restart only if what we would run changed.
+    Update(Box<StreamConfig>),
+    /// A health check (MediaMTX) wants the child restarted as a failure.
+    Kill(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Starting,
+    Running,
+    Backoff,
+    Stopping,
+    Stopped,
+    Failed,
+    WaitingForDevice,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Starting => "starting",
+            State::Running => "running",
+            State::Backoff => "backoff",
+            State::Stopping => "stopping",
+            State::Stopped => "stopped",
+            State::Failed => "failed",
+            State::WaitingForDevice => "waiting-for-device",
+        }
+    }
+}
+
+/// The live view of one stream, read by status, the poller and metrics.
+pub struct Shared {
+    pub cfg_name: String,
+    pub state: State,
+    pub pid: Option<u32>,
+    pub generation: u64,
+    pub started_at: Option<Instant>,
+    pub running_since: Option<Instant>,
+    pub restarts: u64,
+    pub consecutive_failures: u32,
+    pub next_retry_at: Option<Instant>,
+    pub last_exit: Option<(LastExit, Instant)>,
+    pub progress: Option<Progress>,
+    pub silent: bool,
+    pub device: DeviceView,
+    pub alsa_device: String,
+    pub url: String,
+    pub log: String,
+    pub notes: Vec<String>,
+    pub mediamtx: Option<PathView>,
+    /// Set by the MediaMTX poller: false when the path is not published.
+    pub published: Option<bool>,
+    pub unhealthy_since: Option<Instant>,
+    pub settled: bool,
+    pub slow: bool,
+}
+
+impl Shared {
+    pub fn new(cfg: &StreamConfig) -> Shared {
+        Shared {
+            cfg_name: cfg.name.clone(),
+            state: State::Starting,
+            pid: None,
+            generation: 0,
+            started_at: None,
+            running_since: None,
+            restarts: 0,
+            consecutive_failures: 0,
+            next_retry_at: None,
+            last_exit: None,
+            progress: None,
+            silent: false,
+            device: cfg.device.clone(),
+            alsa_device: cfg.alsa_device.clone(),
+            url: cfg.display_url.clone(),
+            log: cfg.log_path.display().to_string(),
+            notes: cfg.notes.clone(),
+            mediamtx: None,
+            published: None,
+            unhealthy_since: Some(Instant::now()),
+            settled: false,
+            slow: false,
+        }
+    }
+
+    pub fn health(&self) -> &'static str {
+        match self.state {
+            State::Running => {
+                if self.published == Some(false) {
+                    "unhealthy"
+                } else if self.silent || self.slow {
+                    "degraded"
+                } else {
+                    "healthy"
+                }
+            }
+            State::Failed => "failed",
+            State::Starting | State::Stopped | State::Stopping => "unknown",
+            State::Backoff | State::WaitingForDevice => "unhealthy",
+        }
+    }
+
+    /// Keep `unhealthy_since` in step with state and health (monitor's grace needs it).
+    pub fn touch(&mut self) {
+        let ok = self.state == State::Running && self.health() == "healthy";
+        match (ok, self.unhealthy_since) {
+            (true, Some(_)) => self.unhealthy_since = None,
+            (false, None) => self.unhealthy_since = Some(Instant::now()),
+            _ => {}
+        }
+    }
+
+    fn set_state(&mut self, s: State) {
+        self.state = s;
+        self.touch();
+    }
+
+    pub fn snapshot(&self, now: Instant) -> StreamStatus {
+        let since = |t: Instant| now.saturating_duration_since(t).as_secs_f64();
+        StreamStatus {
+            name: self.cfg_name.clone(),
+            state: self.state.as_str().into(),
+            health: self.health().into(),
+            pid: self.pid,
+            uptime_s: self.started_at.filter(|_| self.pid.is_some()).map(since),
+            restarts: self.restarts,
+            consecutive_failures: self.consecutive_failures,
+            next_retry_s: self
+                .next_retry_at
+                .map(|t| t.saturating_duration_since(now).as_secs_f64()),
+            last_exit: self.last_exit.as_ref().map(|(e, at)| LastExit {
+                ago_s: Some(since(*at)),
+                ..e.clone()
+            }),
+            progress: self.progress.as_ref().map(|p| ProgressView {
+                out_time_s: p.out_time_us.map(|u| u as f64 / 1e6),
+                total_size: p.total_size,
+                bitrate_kbps: p.bitrate_kbps,
+                speed: p.speed,
+            }),
+            device: self.device.clone(),
+            alsa_device: self.alsa_device.clone(),
+            url: self.url.clone(),
+            log: self.log.clone(),
+            silent: self.silent,
+            mediamtx: self.mediamtx.clone(),
+            unhealthy_for_s: self.unhealthy_since.map(since),
+            settled: self.settled,
+            notes: self.notes.clone(),
+        }
+    }
+}
+
+/// How the current child is being ended, if we are ending it.
+struct Ending {
+    /// We asked for it (stop, restart, reload, device gone): not a failure.
+    initiated: bool,
+    reason: String,
+    /// When to escalate SIGINT to SIGKILL.
+    kill_at: Option<Instant>,
+    then: Next,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Next {
+    Exit,
+    Wait,
+    StartNow,
+    Backoff,
+}
+
+pub struct Wrapper {
+    cfg: StreamConfig,
+    rx: Receiver<Msg>,
+    tx: Sender<Msg>,
+    shared: Arc<Mutex<Shared>>,
+    generation: u64,
+}
+
+const TICK: Duration = Duration::from_millis(100);
+const TAIL_LINES: usize = 30;
+
+impl Wrapper {
+    pub fn new(
+        cfg: StreamConfig,
+        rx: Receiver<Msg>,
+        tx: Sender<Msg>,
+        shared: Arc<Mutex<Shared>>,
+    ) -> Wrapper {
+        Wrapper {
+            cfg,
+            rx,
+            tx,
+            shared,
+            generation: 0,
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Shared) -> R) -> R {
+        let mut g = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut g)
+    }
+
+    /// The thread body. Returns when told to stop, after its child is reaped.
+    pub fn run(mut self, present: bool) {
+        let mut next = if present { Next::StartNow } else { Next::Wait };
+        loop {
+            next = match next {
+                Next::Exit => break,
+                Next::StartNow => self.run_child(),
+                Next::Wait => self.wait_for_device(),
+                Next::Backoff => self.backoff(),
+            };
+        }
+        self.with(|s| {
+            s.set_state(State::Stopped);
+            s.next_retry_at = None;
+        });
+    }
+
+    fn wait_for_device(&mut self) -> Next {
+        self.with(|s| {
+            s.set_state(State::WaitingForDevice);
+            s.next_retry_at = None;
+            s.progress = None;
+        });
+        loop {
+            match self.rx.recv() {
+                Err(_) | Ok(Msg::Stop) => return Next::Exit,
+                Ok(Msg::DeviceBack(cfg)) | Ok(Msg::Update(cfg)) => {
+                    self.apply_cfg(*cfg);
+                    return Next::StartNow;
+                }
+                Ok(Msg::Restart) => self.with(|s| s.consecutive_failures = 0),
+                Ok(_) => {}
+            }
+        }
+    }
+
+    fn apply_cfg(&mut self, cfg: StreamConfig) {
+        self.with(|s| {
+            s.device = cfg.device.clone();
+            s.alsa_device = cfg.alsa_device.clone();
+            s.url = cfg.display_url.clone();
+            s.notes = cfg.notes.clone();
+        });
+        self.cfg = cfg;
+    }
+
+    fn backoff(&mut self) -> Next {
+        let failures = self.with(|s| s.consecutive_failures);
+        let delay = backoff::next_delay(&self.cfg.backoff, failures);
+        let failed = backoff::is_failed(&self.cfg.backoff, failures);
+        let until = Instant::now() + delay;
+        self.with(|s| {
+            s.set_state(if failed { State::Failed } else { State::Backoff });
+            s.next_retry_at = Some(until);
+            s.pid = None;
+        });
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Next::StartNow;
+            }
+            match self.rx.recv_timeout(left) {
+                Err(RecvTimeoutError::Timeout) => return Next::StartNow,
+                Err(RecvTimeoutError::Disconnected) | Ok(Msg::Stop) => return Next::Exit,
+                Ok(Msg::Restart) => {
+                    self.with(|s| s.consecutive_failures = 0);
+                    return Next::StartNow;
+                }
+                Ok(Msg::DeviceGone) => return Next::Wait,
+                Ok(Msg::Update(cfg)) | Ok(Msg::DeviceBack(cfg)) => self.apply_cfg(*cfg),
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Spawn one child and supervise it until it is gone; say what comes next.
+    fn run_child(&mut self) -> Next {
+        self.generation += 1;
+        let gen = self.generation;
+        let name = self.cfg.name.clone();
+        let spawned_at = Instant::now();
+        let header = format!(
+            "=== {} starting: {} {}",
+            crate::util::rfc3339(crate::util::unix_now()),
+            self.cfg.child.program.display(),
+            redact_args(&self.cfg.child.args)
+        );
+        let mut proc = match child::spawn(&self.cfg.child, &name, &self.cfg.state_dir) {
+            Ok(c) => c,
+            Err(e) => {
+                let reason = format!(
+                    "cannot start {}: {}",
+                    self.cfg.child.program.display(),
+                    crate::util::io_reason(&e)
+                );
+                log::error!("{name}: {reason}");
+                self.record_failure(None, reason);
+                return Next::Backoff;
+            }
+        };
+        let pid = proc.id();
+        log::info!("{name}: started ffmpeg pid {pid}");
+        let pid_file = self.cfg.state_dir.join("streams").join(format!("{name}.pid"));
+        let _ = std::fs::write(&pid_file, format!("{pid}\n"));
+        self.with(|s| {
+            if s.generation > 0 {
+                s.restarts += 1;
+            }
+            s.generation = gen;
+            s.pid = Some(pid);
+            s.started_at = Some(spawned_at);
+            s.running_since = None;
+            s.progress = None;
+            s.silent = false;
+            s.slow = false;
+            s.published = None;
+            s.mediamtx = None;
+            s.next_retry_at = None;
+            s.set_state(State::Starting);
+        });
+
+        // Helper threads: progress from stdout, log + tail from stderr, and the waiter.
+        let stdout = proc.stdout.take();
+        let stderr = proc.stderr.take();
+        let tx = self.tx.clone();
+        if let Some(out) = stdout {
+            spawn_named(format!("{name}-progress"), move || read_progress(out, gen, tx));
+        }
+        let (tail_tx, tail_rx) = mpsc::channel::<Vec<String>>();
+        let log = RotatingLog::open(&self.cfg.log_path, self.cfg.log_max, self.cfg.log_keep);
+        let tx = self.tx.clone();
+        let want_silence = self.cfg.health.silence_db.is_some();
+        if let Some(err) = stderr {
+            let name2 = name.clone();
+            spawn_named(format!("{name}-stderr"), move || {
+                let tail = read_stderr(err, gen, tx, log.ok(), header, want_silence, &name2);
+                let _ = tail_tx.send(tail);
+            });
+        }
+        let tx = self.tx.clone();
+        spawn_named(format!("{name}-wait"), move || {
+            let status = proc.wait();
+            // Give the stderr reader a moment to drain ffmpeg's last words (the reason).
+            let tail = tail_rx
+                .recv_timeout(Duration::from_millis(300))
+                .unwrap_or_default();
+            let status = status.unwrap_or_else(|_| ExitStatus::from_raw(0));
+            let _ = tx.send(Msg::Exited(gen, status, tail));
+        });
+
+        let mut ending: Option<Ending> = None;
+        let mut last_out: Option<i64> = None;
+        let mut last_advance = spawned_at;
+        let mut got_progress = false;
+        let mut pending_cfg: Option<StreamConfig> = None;
+
+        loop {
+            let msg = self.rx.recv_timeout(TICK);
+            let now = Instant::now();
+            match msg {
+                Ok(Msg::Progress(g, p)) if g == gen => {
+                    if let Some(t) = p.out_time_us {
+                        if last_out.is_none_or(|l| t > l) {
+                            last_out = Some(t);
+                            last_advance = now;
+                        }
+                    }
+                    let first = !got_progress;
+                    got_progress = true;
+                    if first {
+                        last_advance = now;
+                    }
+                    let stable_after = self.cfg.backoff.stable_after;
+                    self.with(|s| {
+                        s.slow = p.speed.is_some_and(|v| v < 0.8) && !first;
+                        s.progress = Some(p);
+                        if s.state == State::Starting && ending.is_none() {
+                            s.running_since = Some(now);
+                            s.settled = true;
+                            s.set_state(State::Running);
+                        }
+                        if let Some(since) = s.running_since {
+                            if s.consecutive_failures > 0
+                                && now.duration_since(since) >= stable_after
+                            {
+                                s.consecutive_failures = 0;
+                            }
+                        }
+                        s.touch();
+                    });
+                }
+                Ok(Msg::Silence(g, silent)) if g == gen => self.with(|s| {
+                    s.silent = silent;
+                    s.touch();
+                }),
+                Ok(Msg::Exited(g, status, tail)) if g == gen => {
+                    // Reap anything ffmpeg forked: the group may outlive its leader.
+                    child::signal_group(pid, Signal::SIGKILL);
+                    let _ = std::fs::remove_file(&pid_file);
+                    return self.after_exit(status, tail, ending, pending_cfg, spawned_at);
+                }
+                Ok(Msg::Progress(..)) | Ok(Msg::Silence(..)) | Ok(Msg::Exited(..)) => {}
+                Ok(Msg::Stop) => {
+                    self.end(&mut ending, pid, true, "stopped".into(), Next::Exit, true);
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.end(&mut ending, pid, true, "stopped".into(), Next::Exit, true);
+                }
+                Ok(Msg::Restart) => {
+                    self.with(|s| s.consecutive_failures = 0);
+                    self.end(&mut ending, pid, true, "restarted on request".into(), Next::StartNow, true);
+                }
+                Ok(Msg::DeviceGone) => {
+                    self.end(&mut ending, pid, true, "device removed".into(), Next::Wait, true);
+                }
+                Ok(Msg::Update(cfg)) | Ok(Msg::DeviceBack(cfg)) => {
+                    if cfg.child != self.cfg.child {
+                        pending_cfg = Some(*cfg);
+                        self.end(&mut ending, pid, true, "settings changed".into(), Next::StartNow, true);
+                    } else {
+                        self.apply_cfg(*cfg);
+                    }
+                }
+                Ok(Msg::Kill(reason)) => {
+                    self.end(&mut ending, pid, false, reason, Next::Backoff, true);
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            // Timers: escalate a graceful stop, catch a child that never starts or stalls.
+            let now = Instant::now();
+            if let Some(e) = ending.as_mut() {
+                if e.kill_at.is_some_and(|t| now >= t) {
+                    log::warn!("{name}: pid {pid} ignored SIGINT for {:?}; SIGKILL", self.cfg.grace);
+                    child::signal_group(pid, Signal::SIGKILL);
+                    e.kill_at = None;
+                }
+                continue;
+            }
+            let h = &self.cfg.health;
+            if !got_progress && now.duration_since(spawned_at) >= h.start_timeout {
+                let reason = format!(
+                    "start timeout: no progress within {}",
+                    crate::config::fmt_duration(h.start_timeout)
+                );
+                self.end(&mut ending, pid, false, reason, Next::Backoff, false);
+            } else if got_progress && now.duration_since(last_advance) >= h.stall_timeout {
+                let reason = format!(
+                    "stalled: no progress for {}",
+                    crate::config::fmt_duration(h.stall_timeout)
+                );
+                self.end(&mut ending, pid, false, reason, Next::Backoff, false);
+            }
+        }
+    }
+
+    /// Begin ending the child: SIGINT with a grace period, or SIGKILL at once for a
+    /// child that is hung (it would not answer SIGINT anyway).
+    fn end(
+        &mut self,
+        ending: &mut Option<Ending>,
+        pid: u32,
+        initiated: bool,
+        reason: String,
+        then: Next,
+        graceful: bool,
+    ) {
+        if let Some(e) = ending.as_mut() {
+            // Already ending: a stop overrides what comes next, nothing else does.
+            if then == Next::Exit {
+                e.then = Next::Exit;
+                e.initiated = true;
+            }
+            return;
+        }
+        log::info!("{}: ending pid {pid}: {reason}", self.cfg.name);
+        self.with(|s| s.set_state(State::Stopping));
+        if graceful {
+            child::signal_group(pid, Signal::SIGINT);
+        } else {
+            child::signal_group(pid, Signal::SIGKILL);
+        }
+        *ending = Some(Ending {
+            initiated,
+            reason,
+            kill_at: graceful.then(|| Instant::now() + self.cfg.grace),
+            then,
+        });
+    }
+
+    fn after_exit(
+        &mut self,
+        status: ExitStatus,
+        tail: Vec<String>,
+        ending: Option<Ending>,
+        pending_cfg: Option<StreamConfig>,
+        spawned_at: Instant,
+    ) -> Next {
+        let code = status.code();
+        let signal = status.signal().map(child::signal_name);
+        let name = self.cfg.name.clone();
+        let next = match ending {
+            Some(e) if e.initiated => {
+                log::info!("{name}: ffmpeg ended ({})", e.reason);
+                self.with(|s| {
+                    s.last_exit = Some((
+                        LastExit {
+                            code,
+                            signal: signal.clone(),
+                            reason: e.reason.clone(),
+                            ago_s: None,
+                        },
+                        Instant::now(),
+                    ));
+                    s.pid = None;
+                });
+                e.then
+            }
+            other => {
+                let reason = match other {
+                    Some(e) => e.reason,
+                    None => progress::exit_reason(&tail).unwrap_or_else(|| match (&signal, code) {
+                        (Some(sig), _) => format!("killed by {sig}"),
+                        (None, Some(0)) => "exited with code 0 (a live capture never ends by itself)".into(),
+                        (None, Some(c)) => format!("exited with code {c}"),
+                        _ => "exited".into(),
+                    }),
+                };
+                let ran = spawned_at.elapsed();
+                log::warn!(
+                    "{name}: ffmpeg failed after {:.1}s ({}): {reason}",
+                    ran.as_secs_f64(),
+                    signal.clone().unwrap_or_else(|| format!("code {}", code.unwrap_or(-1)))
+                );
+                self.record_failure_with(code, signal, reason);
+                Next::Backoff
+            }
+        };
+        if let Some(cfg) = pending_cfg {
+            self.apply_cfg(cfg);
+        }
+        next
+    }
+
+    fn record_failure(&mut self, code: Option<i32>, reason: String) {
+        self.record_failure_with(code, None, reason)
+    }
+
+    fn record_failure_with(&mut self, code: Option<i32>, signal: Option<String>, reason: String) {
+        let stable_after = self.cfg.backoff.stable_after;
+        self.with(|s| {
+            // A run that lasted `stable_after` already reset the count while it ran.
+            let stable = s.running_since.is_some_and(|t| t.elapsed() >= stable_after);
+            s.consecutive_failures = if stable { 1 } else { s.consecutive_failures.saturating_add(1) };
+            s.last_exit = Some((
+                LastExit {
+                    code,
+                    signal,
+                    reason,
+                    ago_s: None,
+                },
+                Instant::now(),
+            ));
+            s.pid = None;
+            s.settled = true;
+            s.running_since = None;
+        });
+    }
+}
+
+fn spawn_named(name: String, f: impl FnOnce() + Send + 'static) {
+    let short: String = name.chars().take(15).collect();
+    if let Err(e) = std::thread::Builder::new().name(short).spawn(f) {
+        log::error!("cannot start thread {name}: {e}");
+    }
+}
+
+/// Credentials never reach a log: redact any URL argument.
+fn redact_args(args: &[String]) -> String {
+    args.iter()
+        .map(|a| {
+            if a.contains("://") {
+                crate::util::redact_url(a)
+            } else {
+                a.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn read_progress(out: impl Read, gen: u64, tx: Sender<Msg>) {
+    let mut parser = ProgressParser::default();
+    let mut reader = BufReader::new(out);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                let line = String::from_utf8_lossy(&buf);
+                if let Some(p) = parser.feed(line.trim_end()) {
+                    if tx.send(Msg::Progress(gen, p)).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Copy stderr into the rotating log, keep the last lines for the exit reason, and pass
+/// silencedetect events on. Returns the tail when ffmpeg closes stderr.
+fn read_stderr(
+    err: impl Read,
+    gen: u64,
+    tx: Sender<Msg>,
+    mut log: Option<RotatingLog>,
+    header: String,
+    want_silence: bool,
+    name: &str,
+) -> Vec<String> {
+    let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
+    if let Some(l) = log.as_mut() {
+        l.line(&header);
+    }
+    let mut reader = BufReader::with_capacity(64 * 1024, err);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        // ffmpeg uses \r for in-place updates; keep the last segment.
+        let text = String::from_utf8_lossy(&buf);
+        let line = text.trim_end().rsplit('\r').next().unwrap_or("").trim_end();
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(l) = log.as_mut() {
+            l.line(line);
+        }
+        if want_silence {
+            if let Some(silent) = progress::silence_event(line) {
+                let _ = tx.send(Msg::Silence(gen, silent));
+            }
+        }
+        if tail.back().map(String::as_str) != Some(line) {
+            if tail.len() == TAIL_LINES {
+                tail.pop_front();
+            }
+            tail.push_back(line.to_string());
+        }
+    }
+    if let Some(l) = log.as_mut() {
+        l.flush_repeats();
+    }
+    log::debug!("{name}: stderr closed");
+    tail.into_iter().collect()
+}
