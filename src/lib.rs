@@ -8,6 +8,8 @@ pub mod config;
 pub mod devices;
 pub mod exit;
 pub mod ffmpeg;
+pub mod mediamtx;
+pub mod metrics;
 pub mod naming;
 pub mod streams;
 pub mod util;
