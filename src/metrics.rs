@@ -473,9 +473,7 @@ struct Sample {
 
 /// Parse `name[{k="v",...}] value [timestamp]`.
 fn parse_sample(line: &str) -> Result<Sample, String> {
-    let name_end = line
-        .find(['{', ' ', '\t'])
-        .unwrap_or(line.len());
+    let name_end = line.find(['{', ' ', '\t']).unwrap_or(line.len());
     let name = &line[..name_end];
     if !valid_metric_name(name) {
         return Err(format!("invalid metric name {name:?}"));
