@@ -1,2 +1,188 @@
 //! Discovery of USB capture devices from /proc/asound and /dev/snd (SPEC §4).
-// OWNER: foundation helper.
+//!
+//! Reads only under the two configured roots. A card counts when it is USB
+//! (`card<N>/usbid`), has a capture PCM (`pcmC<N>D0c`) and an id. Candidates come from
+//! `/dev/snd/by-id` links and from `/proc/asound/cards` (udev keeps a single by-id link
+//! for identical devices, so the second one is only visible there).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::Path;
+
+/// One capturable USB audio card.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Device {
+    pub card: u32,
+    /// ALSA card id (`/proc/asound/card<N>/id`), used in `plughw:CARD=<id>,DEV=0`.
+    pub card_id: String,
+    /// `/dev/snd/by-id` name. A card without its own link inherits the link name of an
+    /// identical card (same usbid): udev gives identical devices one shared name.
+    pub by_id: Option<String>,
+    /// `/dev/snd/by-path` name (USB port path), tells identical devices apart.
+    pub by_path: Option<String>,
+    /// `vendor:product` from `/proc/asound/card<N>/usbid`.
+    pub usbid: Option<String>,
+}
+
+/// All capturable USB cards, sorted by card number. Never fails: anything unreadable is
+/// skipped (and logged at debug level), because a half-plugged device must not stop the rest.
+pub fn discover(proc_asound: &Path, dev_snd: &Path) -> Vec<Device> {
+    let by_id = control_links(&dev_snd.join("by-id"));
+    let by_path = control_links(&dev_snd.join("by-path"));
+    let listed = read_cards_file(&proc_asound.join("cards"));
+
+    let candidates: BTreeSet<u32> = by_id.keys().chain(listed.keys()).copied().collect();
+    let mut devices = Vec::new();
+    for card in candidates {
+        let dir = proc_asound.join(format!("card{card}"));
+        let usbid = match read_trimmed(&dir.join("usbid")) {
+            Some(u) => u,
+            None => {
+                log::debug!("card {card}: no {}/usbid, not USB", dir.display());
+                continue;
+            }
+        };
+        let card_id = match read_trimmed(&dir.join("id")).or_else(|| listed.get(&card).cloned()) {
+            Some(id) if !id.is_empty() => id,
+            _ => {
+                log::debug!("card {card}: no card id");
+                continue;
+            }
+        };
+        if !dev_snd.join(format!("pcmC{card}D0c")).exists() {
+            log::debug!("card {card} ({card_id}): no capture PCM pcmC{card}D0c");
+            continue;
+        }
+        devices.push(Device {
+            card,
+            card_id,
+            by_id: by_id.get(&card).cloned(),
+            by_path: by_path.get(&card).cloned(),
+            usbid: Some(usbid),
+        });
+    }
+    inherit_shared_by_id(&mut devices);
+    devices
+}
+
+/// Give a card without a by-id link the link name of an identical card (same usbid).
+fn inherit_shared_by_id(devices: &mut [Device]) {
+    let named: BTreeMap<String, String> = devices
+        .iter()
+        .rev() // so that the lowest card's name wins in the map
+        .filter_map(|d| Some((d.usbid.clone()?, d.by_id.clone()?)))
+        .collect();
+    for d in devices.iter_mut().filter(|d| d.by_id.is_none()) {
+        if let Some(name) = d.usbid.as_ref().and_then(|u| named.get(u)) {
+            log::debug!("card {}: shares by-id name {name}", d.card);
+            d.by_id = Some(name.clone());
+        }
+    }
+}
+
+/// Symlinks in a by-id/by-path dir that point at `controlC<N>`: card → first name (sorted).
+fn control_links(dir: &Path) -> BTreeMap<u32, String> {
+    let mut out = BTreeMap::new();
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            log::debug!("{}: {}", dir.display(), crate::util::io_reason(&e));
+            return out;
+        }
+    };
+    let mut names: Vec<(String, std::path::PathBuf)> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| Some((e.file_name().into_string().ok()?, e.path())))
+        .filter(|(n, _)| !n.contains("-event-"))
+        .collect();
+    names.sort();
+    for (name, path) in names {
+        let Ok(target) = fs::read_link(&path) else {
+            continue;
+        };
+        if let Some(card) = target
+            .file_name()
+            .and_then(|f| f.to_str())
+            .and_then(control_card)
+        {
+            out.entry(card).or_insert(name);
+        }
+    }
+    out
+}
+
+/// `controlC12` → 12.
+fn control_card(file: &str) -> Option<u32> {
+    let n = file.strip_prefix("controlC")?;
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    n.parse().ok()
+}
+
+fn read_trimmed(p: &Path) -> Option<String> {
+    match fs::read_to_string(p) {
+        Ok(s) => Some(s.trim().to_string()),
+        Err(e) => {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                log::debug!("{}: {}", p.display(), crate::util::io_reason(&e));
+            }
+            None
+        }
+    }
+}
+
+/// `/proc/asound/cards`: card number → id in brackets.
+fn read_cards_file(p: &Path) -> BTreeMap<u32, String> {
+    read_trimmed(p)
+        .map(|t| parse_cards(&t))
+        .unwrap_or_default()
+}
+
+/// Parse the kernel's `cards` listing (` 1 [Microphones    ]: USB-Audio - ...`);
+/// continuation lines (no leading number) are ignored.
+pub fn parse_cards(text: &str) -> BTreeMap<u32, String> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let t = line.trim_start();
+        let digits = t.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            continue;
+        }
+        let Ok(card) = t[..digits].parse::<u32>() else {
+            continue;
+        };
+        let rest = t[digits..].trim_start();
+        let Some(inner) = rest.strip_prefix('[') else {
+            continue;
+        };
+        if let Some(end) = inner.find(']') {
+            out.insert(card, inner[..end].trim().to_string());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cards_file() {
+        let text = " 0 [Headphones     ]: bcm2835_headpho - bcm2835 Headphones\n                      bcm2835 Headphones\n 1 [Microphones    ]: USB-Audio - Yeti\n                      Blue at usb-0000:01:00.0-1.3, full speed\n10 [blue-yeti      ]: USB-Audio - Yeti\ngarbage\n 3 no brackets\n";
+        let m = parse_cards(text);
+        assert_eq!(m.len(), 3);
+        assert_eq!(m[&0], "Headphones");
+        assert_eq!(m[&1], "Microphones");
+        assert_eq!(m[&10], "blue-yeti");
+    }
+
+    #[test]
+    fn control_targets() {
+        assert_eq!(control_card("controlC1"), Some(1));
+        assert_eq!(control_card("controlC12"), Some(12));
+        for bad in ["controlC", "controlCx", "pcmC1D0c", "controlC1x"] {
+            assert_eq!(control_card(bad), None, "{bad}");
+        }
+    }
+}

@@ -13,7 +13,10 @@ pub mod exit;
 pub mod ffmpeg;
 pub mod lock;
 pub mod logs;
+pub mod mediamtx;
+pub mod metrics;
 pub mod metrics_out;
+pub mod monitor;
 pub mod naming;
 pub mod notify;
 pub mod status;
@@ -93,6 +96,7 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
         Command::ForceStop => commands::force_stop(g),
         Command::Restart { streams, timeout } => commands::restart(g, streams, timeout),
         Command::Status { json } => commands::status(g, json),
+        Command::Monitor { json } => monitor::run(g, json),
         _ => {
             let _settings = config::Settings::load(g)?;
             Err(Error::general("not implemented yet"))

@@ -106,7 +106,7 @@ pub fn start(settings: &Settings, registry: Registry, info: Arc<Info>) {
                         m.version = v.version.clone();
                         m.error = None;
                     }
-                    (_, Err(e)) => {
+                    (Err(e), _) | (_, Err(e)) => {
                         m.reachable = Some(false);
                         m.error = Some(e.to_string());
                     }

@@ -1,0 +1,269 @@
+//! `monitor` for cron (SPEC §8): asks the supervisor, samples resources now, and returns
+//! the first of 2 > 7 > 6 > 10 > 0 that applies. It never starts or stops anything.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::cli::Global;
+use crate::config::Settings;
+use crate::control::{self, Request};
+use crate::exit::{Error, Exit};
+use crate::status::Snapshot;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Ok,
+    Warning,
+    Critical,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub level: Level,
+    /// The exit code this finding asks for (0 for warnings).
+    pub exit: u8,
+    pub check: &'static str,
+    pub message: String,
+}
+
+/// One process's resources, sampled over a short window.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Sample {
+    pub pid: i32,
+    pub what: String,
+    pub fds: u64,
+    pub cpu_percent: f64,
+    pub rss_mb: f64,
+}
+
+/// The precedence of SPEC §3: 2, 7, 6, 10, then 0.
+pub fn verdict(findings: &[Finding]) -> Exit {
+    for code in [2u8, 7, 6, 10] {
+        if findings.iter().any(|f| f.exit == code) {
+            return Exit::from_code(code as i32);
+        }
+    }
+    Exit::Ok
+}
+
+fn finding(level: Level, exit: u8, check: &'static str, message: String) -> Finding {
+    Finding { level, exit, check, message }
+}
+
+/// Judge resource samples against the `[monitor]` thresholds (pure, table-tested).
+pub fn judge_resources(samples: &[Sample], m: &crate::config::Monitor) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for s in samples {
+        let who = format!("{} (pid {})", s.what, s.pid);
+        let checks: [(&'static str, f64, f64, f64, String); 3] = [
+            ("fds", s.fds as f64, m.fd_warn as f64, m.fd_critical as f64, format!("{} open file descriptors", s.fds)),
+            ("cpu", s.cpu_percent, m.cpu_warn, m.cpu_critical, format!("CPU {:.1}% of one core", s.cpu_percent)),
+            ("rss", s.rss_mb, m.rss_warn_mb as f64, m.rss_critical_mb as f64, format!("RSS {:.1} MiB", s.rss_mb)),
+        ];
+        for (check, v, warn, crit, text) in checks {
+            if v >= crit {
+                out.push(finding(Level::Critical, 2, check, format!("{who}: {text} (critical at {crit})")));
+            } else if v >= warn {
+                out.push(finding(Level::Warning, 0, check, format!("{who}: {text} (warning at {warn})")));
+            }
+        }
+    }
+    out
+}
+
+/// Streams that have not been running-and-healthy for longer than the grace.
+pub fn judge_streams(snap: &Snapshot, grace: Duration) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for st in &snap.streams {
+        match st.unhealthy_for_s {
+            Some(t) if t > grace.as_secs_f64() => {
+                let why = st
+                    .last_exit
+                    .as_ref()
+                    .map(|e| format!(": {}", e.reason))
+                    .unwrap_or_default();
+                out.push(finding(
+                    Level::Warning,
+                    10,
+                    "stream",
+                    format!("{} is {} / {} for {:.0}s{why}", st.name, st.state, st.health, t),
+                ));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+fn cpu_ticks(pid: i32) -> Option<u64> {
+    let f = crate::child::stat_fields(pid)?;
+    // After "(comm) ": state is index 0, utime 11, stime 12.
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+fn rss_mb(pid: i32) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn fd_count(pid: i32) -> Option<u64> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64)
+}
+
+/// Sample CPU over `window` (never the lifetime average), FDs and RSS now.
+pub fn sample(pids: &[(i32, String)], window: Duration) -> Vec<Sample> {
+    let before: BTreeMap<i32, u64> = pids.iter().filter_map(|(p, _)| Some((*p, cpu_ticks(*p)?))).collect();
+    let t0 = Instant::now();
+    std::thread::sleep(window);
+    let dt = t0.elapsed().as_secs_f64();
+    let hz = ticks();
+    pids.iter()
+        .filter_map(|(pid, what)| {
+            let after = cpu_ticks(*pid)?;
+            let used = after.saturating_sub(*before.get(pid)?) as f64 / hz;
+            Some(Sample {
+                pid: *pid,
+                what: what.clone(),
+                fds: fd_count(*pid).unwrap_or(0),
+                cpu_percent: 100.0 * used / dt,
+                rss_mb: rss_mb(*pid).unwrap_or(0.0),
+            })
+        })
+        .collect()
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    exit: u8,
+    findings: &'a [Finding],
+    samples: &'a [Sample],
+}
+
+pub fn run(global: &Global, json: bool) -> Result<Exit, Error> {
+    let settings = Settings::load(global)?;
+    let (findings, samples) = check(&settings);
+    let exit = verdict(&findings);
+    if json {
+        let r = Report { exit: exit.code(), findings: &findings, samples: &samples };
+        println!("{}", serde_json::to_string(&r).map_err(|e| Error::general(e.to_string()))?);
+    } else {
+        for f in &findings {
+            let tag = match f.level {
+                Level::Ok => "OK",
+                Level::Warning => "WARNING",
+                Level::Critical => "CRITICAL",
+            };
+            println!("{tag}: {}", f.message);
+        }
+        if findings.iter().all(|f| f.level == Level::Ok) {
+            println!("OK: supervisor and all streams healthy");
+        }
+    }
+    Ok(exit)
+}
+
+/// Every check, in order; returns the findings and the resource samples.
+pub fn check(settings: &Settings) -> (Vec<Finding>, Vec<Sample>) {
+    let state_dir = &settings.paths.state_dir;
+    let snap = match control::request(state_dir, &Request::Status, Duration::from_secs(2)) {
+        Ok(r) => match r.status {
+            Some(s) => s,
+            None => {
+                let msg = r.error.unwrap_or_else(|| "no status".into());
+                return (vec![finding(Level::Critical, 2, "supervisor", format!("supervisor answered without status: {msg}"))], vec![]);
+            }
+        },
+        Err(e) => return (vec![finding(Level::Critical, 2, "supervisor", e.to_string())], vec![]),
+    };
+    let mut findings = Vec::new();
+    let sup_pid = snap.supervisor.pid.unwrap_or(0) as i32;
+    let mut pids = vec![(sup_pid, "supervisor".to_string())];
+    pids.extend(snap.streams.iter().filter_map(|s| Some((s.pid? as i32, format!("ffmpeg {}", s.name)))));
+    let samples = sample(&pids, Duration::from_millis(300));
+    findings.extend(judge_resources(&samples, &settings.monitor));
+    findings.extend(orphans(state_dir, sup_pid));
+    if snap.mediamtx.enabled && snap.mediamtx.reachable == Some(false) {
+        let e = snap.mediamtx.error.clone().unwrap_or_default();
+        findings.push(finding(Level::Critical, 7, "mediamtx", format!("MediaMTX API not reachable: {e}")));
+    }
+    let devices = crate::devices::discover(&settings.paths.proc_asound, &settings.paths.dev_snd);
+    if devices.is_empty() && settings.mode == crate::cli::Mode::Individual && snap.streams.iter().all(|s| s.device.card.is_some()) {
+        findings.push(finding(Level::Critical, 6, "devices", "no USB audio capture devices found".into()));
+    }
+    findings.extend(judge_streams(&snap, settings.monitor.grace));
+    (findings, samples)
+}
+
+/// ffmpeg processes with our marker that the supervisor does not own.
+fn orphans(state_dir: &Path, sup_pid: i32) -> Vec<Finding> {
+    crate::child::find_marked(state_dir)
+        .into_iter()
+        .filter(|m| sup_pid <= 0 || !crate::child::descends_from(m.pid, sup_pid))
+        .map(|m| {
+            finding(
+                Level::Critical,
+                2,
+                "orphan",
+                format!("orphaned process pid {} of stream {} (not owned by the supervisor)", m.pid, m.stream),
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(exit: u8) -> Finding {
+        finding(Level::Warning, exit, "x", String::new())
+    }
+
+    #[test]
+    fn precedence() {
+        let table: &[(&[u8], Exit)] = &[
+            (&[], Exit::Ok),
+            (&[0], Exit::Ok),
+            (&[10], Exit::Degraded),
+            (&[10, 6], Exit::NoDevices),
+            (&[6, 7, 10], Exit::MediamtxDown),
+            (&[10, 7, 2], Exit::Critical),
+        ];
+        for (codes, want) in table {
+            let fs: Vec<_> = codes.iter().map(|c| f(*c)).collect();
+            assert_eq!(verdict(&fs), *want, "{codes:?}");
+        }
+    }
+
+    #[test]
+    fn resource_thresholds() {
+        let m = Settings::default().monitor;
+        let s = |fds, cpu, rss| Sample { pid: 1, what: "x".into(), fds, cpu_percent: cpu, rss_mb: rss };
+        let table = [
+            (s(10, 1.0, 10.0), vec![]),
+            (s(500, 1.0, 10.0), vec![(Level::Warning, 0)]),
+            (s(1000, 1.0, 10.0), vec![(Level::Critical, 2)]),
+            (s(10, 25.0, 10.0), vec![(Level::Warning, 0)]),
+            (s(10, 45.0, 10.0), vec![(Level::Critical, 2)]),
+            (s(10, 1.0, 2000.0), vec![(Level::Critical, 2)]),
+        ];
+        for (i, (sample, want)) in table.into_iter().enumerate() {
+            let got: Vec<_> = judge_resources(&[sample], &m).iter().map(|f| (f.level, f.exit)).collect();
+            assert_eq!(got, want, "row {i}");
+        }
+    }
+}
