@@ -128,6 +128,32 @@ impl Drop for RotatingLog {
     }
 }
 
+/// Where the supervisor's own log goes: stderr, until a daemon switches it to
+/// `<log_dir>/supervisor.log` (rotated like the stream logs).
+static SINK_FILE: std::sync::Mutex<Option<RotatingLog>> = std::sync::Mutex::new(None);
+
+pub struct LogSink;
+
+impl Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut guard = SINK_FILE.lock().unwrap_or_else(|e| e.into_inner());
+        match guard.as_mut() {
+            Some(f) => f.write(buf),
+            None => io::stderr().write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Send the supervisor's log to a rotating file from now on.
+pub fn log_to_file(path: &Path, max_size: u64, keep: u32) -> io::Result<()> {
+    let f = RotatingLog::open(path, max_size, keep)?;
+    *SINK_FILE.lock().unwrap_or_else(|e| e.into_inner()) = Some(f);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,30 +192,4 @@ mod tests {
             "warning: same thing\n(last line repeated 9999 more times)\ndifferent\n"
         );
     }
-}
-
-/// Where the supervisor's own log goes: stderr, until a daemon switches it to
-/// `<log_dir>/supervisor.log` (rotated like the stream logs).
-static SINK_FILE: std::sync::Mutex<Option<RotatingLog>> = std::sync::Mutex::new(None);
-
-pub struct LogSink;
-
-impl Write for LogSink {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let mut guard = SINK_FILE.lock().unwrap_or_else(|e| e.into_inner());
-        match guard.as_mut() {
-            Some(f) => f.write(buf),
-            None => io::stderr().write(buf),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Send the supervisor's log to a rotating file from now on.
-pub fn log_to_file(path: &Path, max_size: u64, keep: u32) -> io::Result<()> {
-    let f = RotatingLog::open(path, max_size, keep)?;
-    *SINK_FILE.lock().unwrap_or_else(|e| e.into_inner()) = Some(f);
-    Ok(())
 }
