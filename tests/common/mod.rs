@@ -20,3 +20,4 @@ pub fn require_ffmpeg() -> PathBuf {
 }
 
 pub mod mediamtx_mock;
+pub mod sup;

@@ -1,0 +1,206 @@
+//! Harness for supervisor tests: a temp dir with a fake host, a TOML config, the fake
+//! ffmpeg, and helpers to run the real binary against it. Drop kills whatever the test
+//! started: the supervisor by pid, and any process carrying this test's state-dir marker.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use super::fake_host::FakeHost;
+
+pub fn fake_ffmpeg() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake-ffmpeg")
+}
+
+pub struct Sup {
+    pub dir: tempfile::TempDir,
+    pub host: FakeHost,
+    pub cfg: PathBuf,
+    pub foreground: Option<Child>,
+    /// Extra TOML appended to the generated config.
+    pub extra: String,
+    pub env: Vec<(String, String)>,
+}
+
+impl Sup {
+    /// A host with no devices; call `usb` to add some, `write_config` to (re)write the TOML.
+    pub fn new() -> Sup {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let host = FakeHost::new(dir.path());
+        let cfg = dir.path().join("manager.toml");
+        Sup { dir, host, cfg, foreground: None, extra: String::new(), env: Vec::new() }
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+    pub fn log_dir(&self) -> PathBuf {
+        self.dir.path().join("logs")
+    }
+    pub fn mode_file(&self) -> PathBuf {
+        self.dir.path().join("mode")
+    }
+
+    /// Set the fake ffmpeg's behaviour for its next start.
+    pub fn set_mode(&self, mode: &str) {
+        std::fs::write(self.mode_file(), mode).expect("write mode file");
+    }
+
+    /// A USB card whose automatic stream name is its (udev-style) lowercase card id.
+    pub fn usb(&mut self, card: u32, id: &str) {
+        self.host.add_usb_card(card, id, Some(&format!("usb-Test_{id}-00")), Some(&format!("pci-0000:01:00.0-usb-0:1.{card}:1.0")));
+    }
+
+    /// Write the config: fake host paths, fake ffmpeg, scaled-down durations, then `extra`.
+    pub fn write_config(&self) {
+        let d = self.dir.path();
+        let text = format!(
+            "[paths]\n{}state_dir = {:?}\nlog_dir = {:?}\ndevice_config = {:?}\nffmpeg = {:?}\n\
+             [mediamtx]\napi = false\nrtsp_url = \"rtsp://127.0.0.1:1\"\n\
+             [discovery]\nrescan = \"100ms\"\n\
+             [startup]\ndevice_wait = \"1s\"\nreport_timeout = \"5s\"\n\
+             [backoff]\ninitial = \"100ms\"\nmax = \"400ms\"\nstable_after = \"1500ms\"\nmax_failures = 50\nfailed_retry = \"1s\"\n\
+             [health]\nstall_timeout = \"1s\"\nstart_timeout = \"2s\"\n\
+             [stop]\ngrace = \"1s\"\n\
+             [monitor]\ngrace = \"1s\"\n{}",
+            self.host.toml_paths(),
+            self.state_dir().display().to_string(),
+            self.log_dir().display().to_string(),
+            d.join("audio-devices.conf").display().to_string(),
+            fake_ffmpeg().display().to_string(),
+            self.extra
+        );
+        std::fs::write(&self.cfg, text).expect("write config");
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(super::bin());
+        c.args(args).arg("-c").arg(&self.cfg);
+        c.env("FAKE_FFMPEG_MODE_FILE", self.mode_file());
+        c.env_remove("NOTIFY_SOCKET");
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c.stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run binary")
+    }
+
+    /// Start `start --foreground` as a child of the test.
+    pub fn start_foreground(&mut self) {
+        let child = self
+            .cmd(&["start", "--foreground"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(self.dir.path().join("supervisor.err")).expect("stderr file")))
+            .spawn()
+            .expect("spawn supervisor");
+        self.foreground = Some(child);
+        self.wait_for("supervisor answering", Duration::from_secs(10), |s| s.status().is_some());
+    }
+
+    pub fn supervisor_stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("supervisor.err")).unwrap_or_default()
+    }
+
+    /// `status --json`, parsed; None when the supervisor is not answering.
+    pub fn status(&self) -> Option<serde_json::Value> {
+        let out = self.run(&["status", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        v["supervisor"]["running"].as_bool().filter(|r| *r)?;
+        v["supervisor"]["uptime_s"].as_u64()?;
+        Some(v)
+    }
+
+    pub fn stream(&self, name: &str) -> Option<serde_json::Value> {
+        self.status()?["streams"].as_array()?.iter().find(|s| s["name"] == name).cloned()
+    }
+
+    /// Poll `cond` every 50 ms until true or panic after `limit` with the last status.
+    pub fn wait_for(&self, what: &str, limit: Duration, cond: impl Fn(&Sup) -> bool) {
+        let until = Instant::now() + limit;
+        while Instant::now() < until {
+            if cond(self) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "timed out after {limit:?} waiting for {what}\nstatus: {}\nsupervisor stderr:\n{}",
+            self.status().map(|s| s.to_string()).unwrap_or_else(|| "(none)".into()),
+            self.supervisor_stderr()
+        );
+    }
+
+    /// Processes carrying this test's marker (state dir), as (pid, stream).
+    pub fn marked(&self) -> Vec<(i32, String)> {
+        marked(&self.state_dir())
+    }
+
+    pub fn supervisor_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.state_dir().join("supervisor.pid")).ok()?.trim().parse().ok()
+    }
+}
+
+/// Scan /proc for processes whose environment names `state_dir` as theirs.
+pub fn marked(state_dir: &Path) -> Vec<(i32, String)> {
+    let want = format!("MEDIAMTX_STREAM_MANAGER_STATE={}", state_dir.display());
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
+        let vars: Vec<String> = env.split(|b| *b == 0).map(|v| String::from_utf8_lossy(v).into_owned()).collect();
+        if !vars.iter().any(|v| *v == want) {
+            continue;
+        }
+        if is_zombie(pid) {
+            continue;
+        }
+        let stream = vars
+            .iter()
+            .find_map(|v| v.strip_prefix("MEDIAMTX_STREAM_MANAGER_STREAM=").map(str::to_string))
+            .unwrap_or_default();
+        out.push((pid, stream));
+    }
+    out
+}
+
+pub fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rfind(')').map(|i| s[i + 2..].starts_with('Z')))
+        .unwrap_or(false)
+}
+
+pub fn alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid)
+}
+
+pub fn kill(pid: i32, sig: i32) {
+    // SAFETY: plain kill(2).
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
+impl Drop for Sup {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.foreground.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if let Some(pid) = self.supervisor_pid() {
+            if alive(pid) {
+                kill(pid, libc::SIGKILL);
+            }
+        }
+        for _ in 0..3 {
+            for (pid, _) in marked(&self.state_dir()) {
+                kill(pid, libc::SIGKILL);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
