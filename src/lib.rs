@@ -8,6 +8,7 @@ pub mod config;
 pub mod devices;
 pub mod exit;
 pub mod ffmpeg;
+pub mod install;
 pub mod naming;
 pub mod streams;
 pub mod util;
@@ -78,6 +79,23 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
             );
             Ok(Exit::Ok)
         }
+        Command::Install {
+            root,
+            dry_run,
+            enable,
+            no_cron,
+            binary,
+        } => install::install(
+            g,
+            &install::InstallOptions {
+                root,
+                dry_run,
+                enable,
+                no_cron,
+                binary,
+            },
+        ),
+        Command::Uninstall { root } => install::uninstall(g, root.as_deref()),
         _ => {
             let _settings = config::Settings::load(g)?;
             Err(Error::general("not implemented yet"))
