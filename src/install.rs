@@ -248,7 +248,11 @@ fn plan(path: &Path, content: &str) -> Result<Plan, Error> {
 
 /// `<path>.bak.<stamp>`, with `.N` added if that exists already (two installs in a second).
 fn free_backup_name(path: &Path) -> PathBuf {
-    let base = format!("{}.bak.{}", path.display(), utc_stamp(crate::util::unix_now()));
+    let base = format!(
+        "{}.bak.{}",
+        path.display(),
+        utc_stamp(crate::util::unix_now())
+    );
     let mut candidate = PathBuf::from(&base);
     let mut n = 1;
     while candidate.symlink_metadata().is_ok() {
@@ -317,7 +321,11 @@ fn require_root(what: &str) -> Result<(), Error> {
     } else {
         Err(Error::general(format!(
             "{what} writes to /etc and runs systemctl: run it as root (sudo), or use --root DIR{}",
-            if what == "install" { " or --dry-run" } else { "" }
+            if what == "install" {
+                " or --dry-run"
+            } else {
+                ""
+            }
         )))
     }
 }
@@ -356,7 +364,11 @@ pub fn install(global: &Global, opts: &InstallOptions) -> Result<Exit, Error> {
     }
     let config = match &global.config {
         Some(c) => Some(fs::canonicalize(c).map_err(|e| {
-            Error::config(format!("{}: cannot resolve path: {}", c.display(), io_reason(&e)))
+            Error::config(format!(
+                "{}: cannot resolve path: {}",
+                c.display(),
+                io_reason(&e)
+            ))
         })?),
         None => None,
     };
@@ -418,10 +430,15 @@ pub fn install(global: &Global, opts: &InstallOptions) -> Result<Exit, Error> {
         systemctl(&["enable", "--now", UNIT])?;
     }
     if matches!(plans[0], Plan::Replace { .. }) {
-        say!("the unit changed: `systemctl restart mediamtx-audio` applies it to a running service");
+        say!(
+            "the unit changed: `systemctl restart mediamtx-audio` applies it to a running service"
+        );
     }
     Ok(Exit::Ok)
 }
+
+/// Tells whether a file's text is exactly what `install` writes.
+type Recognise = fn(&str) -> bool;
 
 /// `uninstall`: remove the unit and the cron file if, and only if, they are unchanged.
 pub fn uninstall(_global: &Global, root: Option<&Path>) -> Result<Exit, Error> {
@@ -430,7 +447,7 @@ pub fn uninstall(_global: &Global, root: Option<&Path>) -> Result<Exit, Error> {
         require_root("uninstall")?;
     }
     let base = root_dir(root);
-    let targets: [(PathBuf, fn(&str) -> bool); 2] = [
+    let targets: [(PathBuf, Recognise); 2] = [
         (base.join(UNIT_PATH), is_our_unit),
         (base.join(CRON_PATH), is_our_cron),
     ];
@@ -469,7 +486,11 @@ pub fn uninstall(_global: &Global, root: Option<&Path>) -> Result<Exit, Error> {
     }
     for path in &present {
         fs::remove_file(path).map_err(|e| {
-            Error::general(format!("cannot remove {}: {}", path.display(), io_reason(&e)))
+            Error::general(format!(
+                "cannot remove {}: {}",
+                path.display(),
+                io_reason(&e)
+            ))
         })?;
         say!("removed {}", path.display());
     }
@@ -540,7 +561,10 @@ mod tests {
         let text = render_cron("/usr/bin/mediamtx-stream-manager");
         let line = "*/5 * * * * root flock -n /run/mediamtx-monitor.lock -c '/usr/bin/mediamtx-stream-manager monitor; EXIT=$?; if [ $EXIT -eq 2 ]; then systemctl restart mediamtx-audio; elif [ $EXIT -ne 0 ]; then logger -t mediamtx-monitor \"Non-critical exit code $EXIT (no restart)\"; fi' || logger -t mediamtx-monitor \"Monitor already running or locked\"";
         assert!(text.lines().any(|l| l == line));
-        assert!(text.ends_with('\n'), "cron ignores a last line without newline");
+        assert!(
+            text.ends_with('\n'),
+            "cron ignores a last line without newline"
+        );
         for bad in ["/opt/my bin/x", "/opt/it's/x", "/opt/50%/x", "/opt/$x/x"] {
             assert!(cron_binary(Path::new(bad)).is_err(), "{bad}");
         }
