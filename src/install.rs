@@ -232,6 +232,16 @@ enum Plan {
 }
 
 fn plan(path: &Path, content: &str) -> Result<Plan, Error> {
+    // A symlink here is usually `systemctl mask` (-> /dev/null): the admin's decision.
+    if path
+        .symlink_metadata()
+        .is_ok_and(|m| m.file_type().is_symlink())
+    {
+        return Err(Error::general(format!(
+            "{} is a symlink (masked unit?); not replacing it: remove it first",
+            path.display()
+        )));
+    }
     match fs::read(path) {
         Ok(old) if old == content.as_bytes() => Ok(Plan::Unchanged),
         Ok(_) => Ok(Plan::Replace {

@@ -369,6 +369,17 @@ fn bad_paths_are_clear_errors() {
     ok(&o, "--no-cron with a space");
     assert!(read(&t.path().join(UNIT)).contains("ExecStart=\"/opt/my bin/x\" start"));
 
+    // A masked unit (symlink to /dev/null) is the admin's decision: never replaced.
+    let masked = tempfile::tempdir().unwrap();
+    let unit = masked.path().join(UNIT);
+    fs::create_dir_all(unit.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink("/dev/null", &unit).unwrap();
+    let before = snapshot(masked.path());
+    let o = install_root(masked.path(), &[]);
+    assert_eq!(code(&o), 1);
+    assert!(text(&o.stderr).contains("symlink"), "{}", text(&o.stderr));
+    assert_eq!(snapshot(masked.path()), before);
+
     let missing = t.path().join("missing.toml");
     let o = run(&["install", "--root", r, "-c", missing.to_str().unwrap()]);
     assert_eq!(code(&o), 4, "missing explicit config is exit 4");
