@@ -165,6 +165,9 @@ pub enum Command {
         /// Do not write the cron file
         #[arg(long)]
         no_cron: bool,
+        /// Absolute path written into the files instead of this binary's (packaging, tests)
+        #[arg(long, value_name = "PATH", hide = true)]
+        binary: Option<PathBuf>,
     },
     /// Remove what `install` wrote
     Uninstall {

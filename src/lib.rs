@@ -11,6 +11,7 @@ pub mod control;
 pub mod devices;
 pub mod exit;
 pub mod ffmpeg;
+pub mod install;
 pub mod lock;
 pub mod logs;
 pub mod mediamtx;
@@ -48,6 +49,18 @@ pub fn main_entry() -> ExitCode {
         }
     };
     init_logging(&cli.global);
+    if !matches!(
+        cli.command,
+        Command::Start { .. } | Command::Restart { .. } | Command::Demo { .. }
+    ) {
+        // Short-lived commands die quietly on a closed pipe (`status | head`) instead of
+        // panicking in println!. The supervisor keeps SIGPIPE ignored: a closed stderr
+        // must never kill it.
+        // SAFETY: setting a signal disposition before any thread exists.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match run(cli) {
         Ok(exit) => ExitCode::from(exit.code()),
         Err(e) => {
@@ -97,6 +110,23 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
         Command::Restart { streams, timeout } => commands::restart(g, streams, timeout),
         Command::Status { json } => commands::status(g, json),
         Command::Monitor { json } => monitor::run(g, json),
+        Command::Install {
+            root,
+            dry_run,
+            enable,
+            no_cron,
+            binary,
+        } => install::install(
+            g,
+            &install::InstallOptions {
+                root,
+                dry_run,
+                enable,
+                no_cron,
+                binary,
+            },
+        ),
+        Command::Uninstall { root } => install::uninstall(g, root.as_deref()),
         _ => {
             let _settings = config::Settings::load(g)?;
             Err(Error::general("not implemented yet"))

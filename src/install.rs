@@ -1,0 +1,608 @@
+//! `install` / `uninstall` (SPEC §9): the systemd unit and the cron monitor file.
+//!
+//! Both files are pure functions of this binary's path and the mode options, so
+//! `uninstall` can tell "ours, unchanged" from "edited by the admin" by rendering
+//! them again; it removes only the former. Files that differ are backed up before
+//! they are replaced, never clobbered.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::cli::Global;
+use crate::exit::{Error, Exit};
+use crate::util::io_reason;
+
+/// The unit's name as `systemctl` knows it.
+pub const UNIT: &str = "mediamtx-audio.service";
+/// Where the unit goes, relative to the root.
+pub const UNIT_PATH: &str = "etc/systemd/system/mediamtx-audio.service";
+/// Where the cron monitor goes, relative to the root (no dot: cron.d skips such names).
+pub const CRON_PATH: &str = "etc/cron.d/mediamtx-monitor";
+
+const CRON_PREFIX: &str = "*/5 * * * * root flock -n /run/mediamtx-monitor.lock -c '";
+const CRON_SUFFIX: &str = " monitor; EXIT=$?; if [ $EXIT -eq 2 ]; then systemctl restart mediamtx-audio; elif [ $EXIT -ne 0 ]; then logger -t mediamtx-monitor \"Non-critical exit code $EXIT (no restart)\"; fi' || logger -t mediamtx-monitor \"Monitor already running or locked\"";
+
+/// Print a line to stdout; a closed pipe (`install --dry-run | head`) is not an error.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+fn say_raw(text: &str) {
+    let _ = std::io::stdout().write_all(text.as_bytes());
+}
+
+/// What `install` was asked to do (the `install` command's flags).
+#[derive(Debug, Clone, Default)]
+pub struct InstallOptions {
+    pub root: Option<PathBuf>,
+    pub dry_run: bool,
+    pub enable: bool,
+    pub no_cron: bool,
+    /// Path written into the files instead of this binary's own (packaging, tests).
+    pub binary: Option<PathBuf>,
+}
+
+/// The unit file for a given `ExecStart=` value (everything after the `=`).
+pub fn render_unit(exec_start: &str) -> String {
+    format!(
+        "\
+# Written by `mediamtx-stream-manager install`; `uninstall` removes it only while unchanged.
+# Local changes belong in a drop-in: systemctl edit mediamtx-audio
+[Unit]
+Description=USB microphones streaming to MediaMTX (mediamtx-stream-manager)
+After=network-online.target sound.target mediamtx.service
+Wants=mediamtx.service
+# Never stop restarting: an unattended box has nobody to press a button.
+StartLimitIntervalSec=0
+
+[Service]
+Type=notify
+# READY=1, STATUS= and WATCHDOG=1 come from the supervisor, never from an ffmpeg child.
+NotifyAccess=main
+ExecStart={exec_start}
+ExecReload=/bin/kill -HUP $MAINPID
+Restart=always
+RestartSec=5
+# SIGTERM goes to the supervisor, which stops each ffmpeg gracefully; SIGKILL catches leftovers.
+KillMode=mixed
+TimeoutStopSec=30
+WatchdogSec=30
+# Lock, pid files and control socket. Kept across stops (/run empties at boot): removing
+# the lock under a supervisor started by hand would let a second one start.
+RuntimeDirectory=mediamtx-audio
+RuntimeDirectoryMode=0755
+RuntimeDirectoryPreserve=yes
+# One log per stream, rotated by the supervisor itself (no logrotate needed).
+LogsDirectory=mediamtx-audio
+SupplementaryGroups=audio
+# Sandboxing that still lets it read /proc/asound and open /dev/snd
+# (no PrivateDevices=: it hides /dev/snd).
+ProtectSystem=strict
+ReadWritePaths=-/run/mediamtx-audio -/var/log/mediamtx-audio
+ProtectHome=yes
+PrivateTmp=yes
+NoNewPrivileges=yes
+DevicePolicy=closed
+DeviceAllow=char-alsa rw
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectControlGroups=yes
+ProtectClock=yes
+ProtectHostname=yes
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK
+RestrictNamespaces=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes
+SystemCallArchitectures=native
+
+[Install]
+WantedBy=multi-user.target
+"
+    )
+}
+
+/// The cron.d file: a header cron needs, then the compatible SPEC §9 line byte for byte.
+pub fn render_cron(binary: &str) -> String {
+    format!(
+        "\
+# Written by `mediamtx-stream-manager install`; `uninstall` removes it only while unchanged.
+# Second line of defence: every 5 minutes, exit 2 (critical) from `monitor` restarts the
+# service; other non-zero codes are only logged (journalctl -t mediamtx-monitor).
+SHELL=/bin/sh
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
+{CRON_PREFIX}{binary}{CRON_SUFFIX}
+"
+    )
+}
+
+/// `ExecStart=` value: the binary, `start --foreground`, then the options given to `install`.
+///
+/// Options are carried when given explicitly (flag or environment); values that come
+/// from the TOML are left to the TOML, so editing it later still takes effect.
+pub fn exec_start(binary: &Path, global: &Global, config: Option<&Path>) -> Result<String, String> {
+    let mut words: Vec<String> = vec![
+        path_str(binary)?.to_string(),
+        "start".into(),
+        "--foreground".into(),
+    ];
+    if let Some(m) = global.mode {
+        words.extend(["-m".into(), m.as_str().into()]);
+    }
+    if let Some(f) = global.filter {
+        words.extend(["-f".into(), f.as_str().into()]);
+    }
+    if let Some(n) = &global.name {
+        words.extend(["-n".into(), n.clone()]);
+    }
+    if let Some(c) = config {
+        words.extend(["-c".into(), path_str(c)?.to_string()]);
+    }
+    let quoted = words
+        .iter()
+        .map(|w| systemd_quote(w))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(quoted.join(" "))
+}
+
+fn path_str(p: &Path) -> Result<&str, String> {
+    p.to_str()
+        .ok_or_else(|| format!("path {} is not valid UTF-8", p.display()))
+}
+
+/// One word of a systemd command line: quoted when needed, `%` and `$` escaped.
+fn systemd_quote(word: &str) -> Result<String, String> {
+    if word.is_empty() || word.chars().any(char::is_control) {
+        return Err(format!(
+            "{word:?} cannot be written into ExecStart= (empty or control characters)"
+        ));
+    }
+    let safe = word
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._+@:,=-".contains(c));
+    let body = if safe {
+        word.to_string()
+    } else {
+        format!("\"{}\"", word.replace('\\', "\\\\").replace('"', "\\\""))
+    };
+    Ok(body.replace('%', "%%").replace('$', "$$"))
+}
+
+/// The binary path must survive the cron line's single quotes and cron's `%` rule verbatim.
+fn cron_binary(binary: &Path) -> Result<&str, String> {
+    let s = path_str(binary)?;
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._+@:,-".contains(c))
+    {
+        Ok(s)
+    } else {
+        Err(format!(
+            "binary path {s:?} cannot go into the cron line (only letters, digits and / . _ + @ : , - are safe there); use --no-cron or move the binary"
+        ))
+    }
+}
+
+/// Is this unit text exactly what `install` writes, for whatever ExecStart it has?
+pub fn is_our_unit(text: &str) -> bool {
+    text.lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .is_some_and(|e| render_unit(e) == text)
+}
+
+/// Is this cron text exactly what `install` writes, for whatever binary it names?
+pub fn is_our_cron(text: &str) -> bool {
+    text.lines()
+        .find_map(|l| l.strip_prefix(CRON_PREFIX)?.strip_suffix(CRON_SUFFIX))
+        .is_some_and(|b| render_cron(b) == text)
+}
+
+/// `YYYYmmddTHHMMSSZ` for backup names (UTC, sortable, no dependency on a date crate).
+pub fn utc_stamp(unix: u64) -> String {
+    let (days, rem) = (unix / 86_400, unix % 86_400);
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// What writing one file would do.
+#[derive(Debug, PartialEq)]
+enum Plan {
+    Create,
+    Unchanged,
+    Replace { backup: PathBuf },
+}
+
+fn plan(path: &Path, content: &str) -> Result<Plan, Error> {
+    // A symlink here is usually `systemctl mask` (-> /dev/null): the admin's decision.
+    if path
+        .symlink_metadata()
+        .is_ok_and(|m| m.file_type().is_symlink())
+    {
+        return Err(Error::general(format!(
+            "{} is a symlink (masked unit?); not replacing it: remove it first",
+            path.display()
+        )));
+    }
+    match fs::read(path) {
+        Ok(old) if old == content.as_bytes() => Ok(Plan::Unchanged),
+        Ok(_) => Ok(Plan::Replace {
+            backup: free_backup_name(path),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Plan::Create),
+        Err(e) => Err(Error::general(format!(
+            "cannot read {}: {}",
+            path.display(),
+            io_reason(&e)
+        ))),
+    }
+}
+
+/// `<path>.bak.<stamp>`, with `.N` added if that exists already (two installs in a second).
+fn free_backup_name(path: &Path) -> PathBuf {
+    let base = format!(
+        "{}.bak.{}",
+        path.display(),
+        utc_stamp(crate::util::unix_now())
+    );
+    let mut candidate = PathBuf::from(&base);
+    let mut n = 1;
+    while candidate.symlink_metadata().is_ok() {
+        candidate = PathBuf::from(format!("{base}.{n}"));
+        n += 1;
+    }
+    candidate
+}
+
+/// Carry out a plan: back up, then write a temp file and rename it into place (atomic).
+fn apply(path: &Path, content: &str, plan: &Plan) -> Result<(), Error> {
+    let fail = |what: &str, p: &Path, e: std::io::Error| {
+        Error::general(format!("cannot {what} {}: {}", p.display(), io_reason(&e)))
+    };
+    if *plan == Plan::Unchanged {
+        say!("unchanged {}", path.display());
+        return Ok(());
+    }
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(|e| fail("create directory", dir, e))?;
+    }
+    if let Plan::Replace { backup } = plan {
+        fs::copy(path, backup).map_err(|e| fail("back up to", backup, e))?;
+        say!("backed up {} to {}", path.display(), backup.display());
+    }
+    let tmp = PathBuf::from(format!("{}.tmp.{}", path.display(), std::process::id()));
+    let written = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(&tmp)
+        .and_then(|mut f| {
+            f.write_all(content.as_bytes())?;
+            f.sync_all()
+        })
+        .and_then(|()| fs::rename(&tmp, path));
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(fail("write", path, e));
+    }
+    say!("wrote {}", path.display());
+    Ok(())
+}
+
+/// True when systemd is PID 1 here (what `sd_booted()` checks).
+fn systemd_running() -> bool {
+    Path::new("/run/systemd/system").is_dir()
+}
+
+fn systemctl(args: &[&str]) -> Result<(), Error> {
+    let shown = format!("systemctl {}", args.join(" "));
+    say!("running {shown}");
+    match Command::new("systemctl").args(args).status() {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(Error::general(format!("{shown} failed ({s})"))),
+        Err(e) => Err(Error::general(format!(
+            "cannot run {shown}: {}",
+            io_reason(&e)
+        ))),
+    }
+}
+
+fn require_root(what: &str) -> Result<(), Error> {
+    if nix::unistd::geteuid().is_root() {
+        Ok(())
+    } else {
+        Err(Error::general(format!(
+            "{what} writes to /etc and runs systemctl: run it as root (sudo), or use --root DIR{}",
+            if what == "install" {
+                " or --dry-run"
+            } else {
+                ""
+            }
+        )))
+    }
+}
+
+fn this_binary(given: Option<&Path>) -> Result<PathBuf, Error> {
+    match given {
+        Some(p) if p.is_absolute() => Ok(p.to_path_buf()),
+        Some(p) => Err(Error::general(format!(
+            "--binary {}: must be an absolute path",
+            p.display()
+        ))),
+        None => std::env::current_exe()
+            .and_then(fs::canonicalize)
+            .map_err(|e| {
+                Error::general(format!(
+                    "cannot find this binary's own path: {}",
+                    io_reason(&e)
+                ))
+            }),
+    }
+}
+
+fn root_dir(root: Option<&Path>) -> PathBuf {
+    root.map_or_else(|| PathBuf::from("/"), Path::to_path_buf)
+}
+
+/// `install`: write the unit (and the cron file), then reload and optionally enable systemd.
+pub fn install(global: &Global, opts: &InstallOptions) -> Result<Exit, Error> {
+    let live = opts.root.is_none() && !opts.dry_run;
+    if live {
+        require_root("install")?;
+    }
+    let settings = crate::config::Settings::load(global)?;
+    for w in &settings.warnings {
+        log::warn!("{w}");
+    }
+    let config = match &global.config {
+        Some(c) => Some(fs::canonicalize(c).map_err(|e| {
+            Error::config(format!(
+                "{}: cannot resolve path: {}",
+                c.display(),
+                io_reason(&e)
+            ))
+        })?),
+        None => None,
+    };
+    let binary = this_binary(opts.binary.as_deref())?;
+    let exec = exec_start(&binary, global, config.as_deref()).map_err(Error::general)?;
+    let root = root_dir(opts.root.as_deref());
+    let mut files = vec![(root.join(UNIT_PATH), render_unit(&exec))];
+    if !opts.no_cron {
+        let b = cron_binary(&binary).map_err(Error::general)?;
+        files.push((root.join(CRON_PATH), render_cron(b)));
+    }
+    let plans = files
+        .iter()
+        .map(|(p, c)| plan(p, c))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    if opts.dry_run {
+        for ((path, content), plan) in files.iter().zip(&plans) {
+            match plan {
+                Plan::Create => say!("would create {}:", path.display()),
+                Plan::Unchanged => say!("unchanged {} (would leave it alone):", path.display()),
+                Plan::Replace { backup } => say!(
+                    "would back up {} to {} and replace it with:",
+                    path.display(),
+                    backup.display()
+                ),
+            }
+            say_raw(content);
+        }
+        if opts.root.is_none() {
+            say!("would run: systemctl daemon-reload");
+            if opts.enable {
+                say!("would run: systemctl enable --now {UNIT}");
+            }
+        }
+        return Ok(Exit::Ok);
+    }
+
+    for ((path, content), plan) in files.iter().zip(&plans) {
+        apply(path, content, plan)?;
+    }
+    if !live {
+        if opts.enable {
+            eprintln!("note: --enable ignored with --root (systemctl is skipped)");
+        }
+        return Ok(Exit::Ok);
+    }
+    if !systemd_running() {
+        if opts.enable {
+            return Err(Error::general(
+                "files written, but systemd is not running here (no /run/systemd/system): cannot enable the unit",
+            ));
+        }
+        eprintln!("note: systemd is not running here; skipped systemctl daemon-reload");
+        return Ok(Exit::Ok);
+    }
+    systemctl(&["daemon-reload"])?;
+    if opts.enable {
+        systemctl(&["enable", "--now", UNIT])?;
+    }
+    if matches!(plans[0], Plan::Replace { .. }) {
+        say!(
+            "the unit changed: `systemctl restart mediamtx-audio` applies it to a running service"
+        );
+    }
+    Ok(Exit::Ok)
+}
+
+/// Tells whether a file's text is exactly what `install` writes.
+type Recognise = fn(&str) -> bool;
+
+/// `uninstall`: remove the unit and the cron file if, and only if, they are unchanged.
+pub fn uninstall(_global: &Global, root: Option<&Path>) -> Result<Exit, Error> {
+    let live = root.is_none();
+    if live {
+        require_root("uninstall")?;
+    }
+    let base = root_dir(root);
+    let targets: [(PathBuf, Recognise); 2] = [
+        (base.join(UNIT_PATH), is_our_unit),
+        (base.join(CRON_PATH), is_our_cron),
+    ];
+    let mut present = Vec::new();
+    let mut refused = Vec::new();
+    for (path, ours) in &targets {
+        match fs::read(path) {
+            Ok(bytes) if std::str::from_utf8(&bytes).is_ok_and(ours) => present.push(path),
+            Ok(_) => refused.push(path.display().to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                say!("not installed: {}", path.display())
+            }
+            Err(e) => {
+                return Err(Error::general(format!(
+                    "cannot read {}: {}",
+                    path.display(),
+                    io_reason(&e)
+                )))
+            }
+        }
+    }
+    if !refused.is_empty() {
+        return Err(Error::general(format!(
+            "not removing {}: content differs from what install writes (edited, or another version); remove it by hand",
+            refused.join(" and ")
+        )));
+    }
+    if present.is_empty() {
+        say!("nothing to uninstall");
+        return Ok(Exit::Ok);
+    }
+    let unit_present = present.iter().any(|p| p.ends_with(UNIT_PATH));
+    let systemd = live && systemd_running();
+    if systemd && unit_present {
+        systemctl(&["disable", "--now", UNIT])?;
+    }
+    for path in &present {
+        fs::remove_file(path).map_err(|e| {
+            Error::general(format!(
+                "cannot remove {}: {}",
+                path.display(),
+                io_reason(&e)
+            ))
+        })?;
+        say!("removed {}", path.display());
+    }
+    if systemd {
+        systemctl(&["daemon-reload"])?;
+    }
+    if !live {
+        remove_empty_dirs(&base);
+    }
+    Ok(Exit::Ok)
+}
+
+/// Under `--root`, drop the directories `install` created if they are now empty,
+/// so install + uninstall leaves a scratch root exactly as it was.
+fn remove_empty_dirs(base: &Path) {
+    for rel in ["etc/systemd/system", "etc/systemd", "etc/cron.d", "etc"] {
+        // remove_dir fails on non-empty directories, which is what we want.
+        let _ = fs::remove_dir(base.join(rel));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Filter, Mode};
+
+    #[test]
+    fn quoting() {
+        let table = [
+            ("/usr/bin/x", "/usr/bin/x"),
+            ("all_mics", "all_mics"),
+            ("my mics", "\"my mics\""),
+            ("50%", "\"50%%\""),
+            ("$HOME", "\"$$HOME\""),
+            ("a\"b", "\"a\\\"b\""),
+            ("a\\b", "\"a\\\\b\""),
+            ("x;y", "\"x;y\""),
+        ];
+        for (word, want) in table {
+            assert_eq!(systemd_quote(word).unwrap(), want, "{word}");
+        }
+        assert!(systemd_quote("a\nb").is_err());
+        assert!(systemd_quote("").is_err());
+    }
+
+    #[test]
+    fn exec_start_carries_given_options_only() {
+        let bin = Path::new("/usr/bin/mediamtx-stream-manager");
+        let g = Global::default();
+        assert_eq!(
+            exec_start(bin, &g, None).unwrap(),
+            "/usr/bin/mediamtx-stream-manager start --foreground"
+        );
+        let g = Global {
+            mode: Some(Mode::Multiplex),
+            filter: Some(Filter::Amerge),
+            name: Some("yard mics".into()),
+            ..Global::default()
+        };
+        assert_eq!(
+            exec_start(bin, &g, Some(Path::new("/etc/m/s.toml"))).unwrap(),
+            "/usr/bin/mediamtx-stream-manager start --foreground -m multiplex -f amerge -n \"yard mics\" -c /etc/m/s.toml"
+        );
+    }
+
+    #[test]
+    fn cron_line_is_the_compatible_one() {
+        let text = render_cron("/usr/bin/mediamtx-stream-manager");
+        let line = "*/5 * * * * root flock -n /run/mediamtx-monitor.lock -c '/usr/bin/mediamtx-stream-manager monitor; EXIT=$?; if [ $EXIT -eq 2 ]; then systemctl restart mediamtx-audio; elif [ $EXIT -ne 0 ]; then logger -t mediamtx-monitor \"Non-critical exit code $EXIT (no restart)\"; fi' || logger -t mediamtx-monitor \"Monitor already running or locked\"";
+        assert!(text.lines().any(|l| l == line));
+        assert!(
+            text.ends_with('\n'),
+            "cron ignores a last line without newline"
+        );
+        for bad in ["/opt/my bin/x", "/opt/it's/x", "/opt/50%/x", "/opt/$x/x"] {
+            assert!(cron_binary(Path::new(bad)).is_err(), "{bad}");
+        }
+        assert!(cron_binary(Path::new("/usr/local/bin/mediamtx-stream-manager")).is_ok());
+    }
+
+    #[test]
+    fn recognises_only_unchanged_files() {
+        let unit = render_unit("/opt/x start --foreground -m multiplex");
+        assert!(is_our_unit(&unit));
+        assert!(!is_our_unit(&unit.replace("RestartSec=5", "RestartSec=9")));
+        assert!(!is_our_unit(&format!("{unit}# mine\n")));
+        assert!(!is_our_unit(""));
+        let cron = render_cron("/opt/x");
+        assert!(is_our_cron(&cron));
+        assert!(!is_our_cron(&cron.replace("*/5", "*/1")));
+        assert!(!is_our_cron(&format!("# {cron}")));
+    }
+
+    #[test]
+    fn stamps() {
+        let table = [
+            (0, "19700101T000000Z"),
+            (951_782_400, "20000229T000000Z"),
+            (1_795_397_196, "20261123T012636Z"),
+        ];
+        for (t, want) in table {
+            assert_eq!(utc_stamp(t), want, "{t}");
+        }
+    }
+}
