@@ -4,6 +4,7 @@
 //! every error travels up as `exit::Error` and is printed in one place.
 
 pub mod cli;
+pub mod cmd_config;
 pub mod config;
 pub mod devices;
 pub mod exit;
@@ -77,6 +78,10 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
                 &mut std::io::stdout(),
             );
             Ok(Exit::Ok)
+        }
+        Command::Config { check, json, init } => {
+            let settings = config::Settings::load(g)?;
+            cmd_config::run(&settings, check, json, init)
         }
         _ => {
             let _settings = config::Settings::load(g)?;
