@@ -134,9 +134,7 @@ fn read_trimmed(p: &Path) -> Option<String> {
 
 /// `/proc/asound/cards`: card number → id in brackets.
 fn read_cards_file(p: &Path) -> BTreeMap<u32, String> {
-    read_trimmed(p)
-        .map(|t| parse_cards(&t))
-        .unwrap_or_default()
+    read_trimmed(p).map(|t| parse_cards(&t)).unwrap_or_default()
 }
 
 /// Parse the kernel's `cards` listing (` 1 [Microphones    ]: USB-Audio - ...`);

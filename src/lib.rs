@@ -6,6 +6,7 @@
 pub mod child;
 pub mod cli;
 pub mod commands;
+pub mod cmd_config;
 pub mod config;
 pub mod control;
 pub mod devices;
@@ -39,9 +40,7 @@ pub fn main_entry() -> ExitCode {
         Err(e) => {
             // clap exits 2 on bad usage; our contract says 1 (2 means "restart me" to cron).
             let code = match e.kind() {
-                clap::error::ErrorKind::DisplayHelp
-                | clap::error::ErrorKind::DisplayVersion
-                | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => 0,
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
                 _ => 1,
             };
             let _ = e.print();
@@ -127,6 +126,10 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
             },
         ),
         Command::Uninstall { root } => install::uninstall(g, root.as_deref()),
+        Command::Config { check, json, init } => {
+            let settings = config::Settings::load(g)?;
+            cmd_config::run(&settings, check, json, init)
+        }
         _ => {
             let _settings = config::Settings::load(g)?;
             Err(Error::general("not implemented yet"))

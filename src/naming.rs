@@ -140,7 +140,10 @@ mod tests {
     fn empty_results_fall_back_deterministically() {
         let a = stream_name_from_by_id("usb-audio-");
         assert_eq!(a, format!("card_{}", md5_8("usb-audio-")));
-        assert_eq!(stream_name_from_by_id("---"), format!("card_{}", md5_8("---")));
+        assert_eq!(
+            stream_name_from_by_id("---"),
+            format!("card_{}", md5_8("---"))
+        );
         assert_ne!(stream_name_from_by_id("---"), stream_name_from_by_id("--"));
         assert_eq!(stream_name_from_by_id(""), format!("card_{}", md5_8("")));
     }

@@ -324,7 +324,9 @@ mod tests {
         );
         assert_eq!(
             p.streams[0].notes,
-            [format!("name suffixed from USB port path: duplicate of {YETI_NAME}")]
+            [format!(
+                "name suffixed from USB port path: duplicate of {YETI_NAME}"
+            )]
         );
         assert!(p.streams[2].notes[0].contains("card id"));
         assert!(p.streams[1].notes.is_empty());
@@ -385,7 +387,10 @@ mod tests {
             "[multiplex]\nname = \"All Mics\"\ndevices = [\"usb_a\", \"nope\"]\n\
              [devices.all_mics]\ncodec = \"aac\"\n",
         );
-        let devices = [dev(1, "A", Some("usb-a"), None), dev(2, "B", Some("usb-b"), None)];
+        let devices = [
+            dev(1, "A", Some("usb-a"), None),
+            dev(2, "B", Some("usb-b"), None),
+        ];
         let m = plan_multiplex(&s, None, &devices).unwrap().unwrap();
         assert_eq!(m.name, "all_mics");
         assert_eq!(m.inputs.len(), 1);

@@ -148,9 +148,9 @@ fn validate(param: &str, value: &str) -> Result<(), String> {
         "STREAM_NAME" if crate::naming::sanitize(value).is_empty() => {
             Err(format!("stream name {value:?} has no usable characters"))
         }
-        "ALSA_DEVICE" if value.chars().any(char::is_control) => {
-            Err(format!("invalid ALSA device {value:?} (control characters)"))
-        }
+        "ALSA_DEVICE" if value.chars().any(char::is_control) => Err(format!(
+            "invalid ALSA device {value:?} (control characters)"
+        )),
         _ => Ok(()),
     }
 }
@@ -228,7 +228,9 @@ fn parse_value(s: &str) -> Result<String, String> {
             },
             '\\' => match chars.next() {
                 Some(x) => out.push(x),
-                None => return Err("trailing backslash (line continuation is not supported)".into()),
+                None => {
+                    return Err("trailing backslash (line continuation is not supported)".into())
+                }
             },
             '$' => {
                 dollar(chars.peek().copied())?;
@@ -255,7 +257,9 @@ fn substitution() -> String {
 fn dollar(next: Option<char>) -> Result<(), String> {
     match next {
         Some('(') => Err(substitution()),
-        Some(c) if c == '{' || c == '_' || c.is_ascii_alphanumeric() || "?!#*@$-'\"".contains(c) => {
+        Some(c)
+            if c == '{' || c == '_' || c.is_ascii_alphanumeric() || "?!#*@$-'\"".contains(c) =>
+        {
             Err("variable expansion is not supported: write the value itself".into())
         }
         _ => Ok(()),
@@ -307,7 +311,11 @@ mod tests {
         assert_eq!(f.get("DEVICE_MIC_SAMPLE_RATE"), Some(("", 14)));
         assert_eq!(f.get("DEVICE_NOPE_CODEC"), None);
         let e = parse(text).unwrap_err();
-        assert!(e.message.starts_with("/etc/a.conf:16: DEFAULT_THREAD_QUEUE:"), "{e}");
+        assert!(
+            e.message
+                .starts_with("/etc/a.conf:16: DEFAULT_THREAD_QUEUE:"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -329,7 +337,10 @@ mod tests {
     #[test]
     fn classify_longest_suffix() {
         assert_eq!(classify("DEVICE_X_STREAM_NAME"), Some("STREAM_NAME"));
-        assert_eq!(classify("DEVICE_SAMPLE_RATE_SAMPLE_RATE"), Some("SAMPLE_RATE"));
+        assert_eq!(
+            classify("DEVICE_SAMPLE_RATE_SAMPLE_RATE"),
+            Some("SAMPLE_RATE")
+        );
         assert_eq!(classify("DEVICE_X_THREAD_QUEUE"), Some("THREAD_QUEUE"));
         assert_eq!(classify("DEFAULT_ENABLED"), Some("ENABLED"));
         assert_eq!(classify("DEFAULT_ALSA_DEVICE"), None);
@@ -343,22 +354,82 @@ mod tests {
         let table: &[(&str, &str, &str)] = &[
             ("X=1; rm -rf /", "X", "';' is not allowed"),
             ("DEFAULT_CODEC=opus;", "DEFAULT_CODEC", "';' is not allowed"),
-            ("DEFAULT_CODEC=opus|cat", "DEFAULT_CODEC", "'|' is not allowed"),
+            (
+                "DEFAULT_CODEC=opus|cat",
+                "DEFAULT_CODEC",
+                "'|' is not allowed",
+            ),
             ("DEFAULT_CODEC=opus&", "DEFAULT_CODEC", "'&' is not allowed"),
-            ("DEFAULT_CODEC=opus>/tmp/x", "DEFAULT_CODEC", "'>' is not allowed"),
-            ("DEFAULT_CODEC=opus</tmp/x", "DEFAULT_CODEC", "'<' is not allowed"),
-            ("DEFAULT_CODEC=$(echo opus)", "DEFAULT_CODEC", "command substitution"),
-            ("DEFAULT_CODEC=\"$(echo opus)\"", "DEFAULT_CODEC", "command substitution"),
-            ("DEFAULT_CODEC=`echo opus`", "DEFAULT_CODEC", "command substitution"),
-            ("DEFAULT_CODEC=\"`echo opus`\"", "DEFAULT_CODEC", "command substitution"),
-            ("DEFAULT_CODEC=${CODEC}", "DEFAULT_CODEC", "variable expansion"),
-            ("DEFAULT_CODEC=\"$CODEC\"", "DEFAULT_CODEC", "variable expansion"),
-            ("DEFAULT_CODEC=$CODEC", "DEFAULT_CODEC", "variable expansion"),
-            ("DEFAULT_CODEC=$'opus'", "DEFAULT_CODEC", "variable expansion"),
-            ("DEFAULT_CODEC=\"$1\"", "DEFAULT_CODEC", "variable expansion"),
-            ("DEFAULT_CODEC='opus", "DEFAULT_CODEC", "unterminated single quote"),
-            ("DEFAULT_CODEC=\"opus", "DEFAULT_CODEC", "unterminated double quote"),
-            ("DEFAULT_CODEC=opus\\", "DEFAULT_CODEC", "trailing backslash"),
+            (
+                "DEFAULT_CODEC=opus>/tmp/x",
+                "DEFAULT_CODEC",
+                "'>' is not allowed",
+            ),
+            (
+                "DEFAULT_CODEC=opus</tmp/x",
+                "DEFAULT_CODEC",
+                "'<' is not allowed",
+            ),
+            (
+                "DEFAULT_CODEC=$(echo opus)",
+                "DEFAULT_CODEC",
+                "command substitution",
+            ),
+            (
+                "DEFAULT_CODEC=\"$(echo opus)\"",
+                "DEFAULT_CODEC",
+                "command substitution",
+            ),
+            (
+                "DEFAULT_CODEC=`echo opus`",
+                "DEFAULT_CODEC",
+                "command substitution",
+            ),
+            (
+                "DEFAULT_CODEC=\"`echo opus`\"",
+                "DEFAULT_CODEC",
+                "command substitution",
+            ),
+            (
+                "DEFAULT_CODEC=${CODEC}",
+                "DEFAULT_CODEC",
+                "variable expansion",
+            ),
+            (
+                "DEFAULT_CODEC=\"$CODEC\"",
+                "DEFAULT_CODEC",
+                "variable expansion",
+            ),
+            (
+                "DEFAULT_CODEC=$CODEC",
+                "DEFAULT_CODEC",
+                "variable expansion",
+            ),
+            (
+                "DEFAULT_CODEC=$'opus'",
+                "DEFAULT_CODEC",
+                "variable expansion",
+            ),
+            (
+                "DEFAULT_CODEC=\"$1\"",
+                "DEFAULT_CODEC",
+                "variable expansion",
+            ),
+            (
+                "DEFAULT_CODEC='opus",
+                "DEFAULT_CODEC",
+                "unterminated single quote",
+            ),
+            (
+                "DEFAULT_CODEC=\"opus",
+                "DEFAULT_CODEC",
+                "unterminated double quote",
+            ),
+            (
+                "DEFAULT_CODEC=opus\\",
+                "DEFAULT_CODEC",
+                "trailing backslash",
+            ),
             ("DEFAULT_CODEC=opus aac", "DEFAULT_CODEC", "unexpected text"),
             ("echo hello", "", "not a KEY=value assignment"),
             ("export DEFAULT_CODEC", "", "not a KEY=value assignment"),
@@ -367,13 +438,41 @@ mod tests {
             ("=opus", "", "not a KEY=value assignment"),
             ("DEFAULT_CODEC+=opus", "", "not a KEY=value assignment"),
             ("source /etc/other.conf", "", "not a KEY=value assignment"),
-            ("DEFAULT_CODEC=flac", "DEFAULT_CODEC", "invalid codec \"flac\""),
-            ("DEFAULT_SAMPLE_RATE=7000", "DEFAULT_SAMPLE_RATE", "invalid sample rate"),
-            ("DEVICE_MIC_CHANNELS=33", "DEVICE_MIC_CHANNELS", "invalid channels"),
-            ("DEVICE_MIC_BITRATE=fast", "DEVICE_MIC_BITRATE", "invalid bitrate"),
-            ("DEVICE_MIC_THREAD_QUEUE=0", "DEVICE_MIC_THREAD_QUEUE", "invalid thread queue"),
-            ("DEVICE_MIC_ENABLED=maybe", "DEVICE_MIC_ENABLED", "invalid boolean"),
-            ("DEVICE_MIC_STREAM_NAME='--'", "DEVICE_MIC_STREAM_NAME", "no usable characters"),
+            (
+                "DEFAULT_CODEC=flac",
+                "DEFAULT_CODEC",
+                "invalid codec \"flac\"",
+            ),
+            (
+                "DEFAULT_SAMPLE_RATE=7000",
+                "DEFAULT_SAMPLE_RATE",
+                "invalid sample rate",
+            ),
+            (
+                "DEVICE_MIC_CHANNELS=33",
+                "DEVICE_MIC_CHANNELS",
+                "invalid channels",
+            ),
+            (
+                "DEVICE_MIC_BITRATE=fast",
+                "DEVICE_MIC_BITRATE",
+                "invalid bitrate",
+            ),
+            (
+                "DEVICE_MIC_THREAD_QUEUE=0",
+                "DEVICE_MIC_THREAD_QUEUE",
+                "invalid thread queue",
+            ),
+            (
+                "DEVICE_MIC_ENABLED=maybe",
+                "DEVICE_MIC_ENABLED",
+                "invalid boolean",
+            ),
+            (
+                "DEVICE_MIC_STREAM_NAME='--'",
+                "DEVICE_MIC_STREAM_NAME",
+                "no usable characters",
+            ),
         ];
         for (line, key, words) in table {
             let e = parse(&format!("# ok\n\n{line}\nDEFAULT_CODEC=aac\n")).unwrap_err();
@@ -392,7 +491,9 @@ mod tests {
     #[test]
     fn load_missing_and_unreadable() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(DeviceFile::load(&dir.path().join("nope.conf")).unwrap().is_none());
+        assert!(DeviceFile::load(&dir.path().join("nope.conf"))
+            .unwrap()
+            .is_none());
         // A directory cannot be read as a file.
         let e = DeviceFile::load(dir.path()).unwrap_err();
         assert_eq!(e.exit, crate::exit::Exit::Config);

@@ -204,10 +204,7 @@ impl<'a> Lookup<'a> {
 
     fn bad(&self, key: &str, line: usize, why: &str) -> Error {
         let path = self.file.map(|f| f.path.display().to_string());
-        Error::config(format!(
-            "{}:{line}: {key}: {why}",
-            path.unwrap_or_default()
-        ))
+        Error::config(format!("{}:{line}: {key}: {why}", path.unwrap_or_default()))
     }
 }
 
@@ -312,7 +309,10 @@ mod tests {
         assert_eq!(p.bitrate.value, "64k");
         assert_eq!(p.bitrate.source, Source::TomlDevice);
         assert_eq!((p.channels.value, p.channels.source), (1, Source::Friendly));
-        assert_eq!((p.codec.value, p.codec.source), (Codec::Aac, Source::FileDefault));
+        assert_eq!(
+            (p.codec.value, p.codec.source),
+            (Codec::Aac, Source::FileDefault)
+        );
         assert_eq!(p.thread_queue.value, 8192);
         assert_eq!(p.thread_queue.source, Source::BuiltIn);
         assert_eq!(params(&s, None, "other", None).unwrap(), builtin_params());
@@ -326,7 +326,10 @@ mod tests {
         );
         let l = Lookup::new(&s, Some(&f), &["auto"], Some("usb-x"));
         let n = l.stream_name().unwrap();
-        assert_eq!((n.value.as_str(), n.source), ("Garden Mic", Source::TomlDevice));
+        assert_eq!(
+            (n.value.as_str(), n.source),
+            ("Garden Mic", Source::TomlDevice)
+        );
         let l = Lookup::new(&s, Some(&f), &["garden", "auto"], Some("usb-x"));
         let a = l.alsa_device().unwrap();
         assert_eq!((a.value.as_str(), a.source), ("dsnoop0", Source::Friendly));

@@ -21,3 +21,4 @@ pub fn require_ffmpeg() -> PathBuf {
 
 pub mod mediamtx_mock;
 pub mod sup;
+pub mod fake_host;
