@@ -39,6 +39,17 @@ pub struct Info {
     pub warnings: Mutex<Vec<String>>,
 }
 
+/// Asks the supervisor's main loop to stop gracefully.
+pub struct StopHandle(Mutex<Sender<Event>>);
+
+impl StopHandle {
+    pub fn stop(&self, why: &'static str) {
+        if let Ok(tx) = self.0.lock() {
+            let _ = tx.send(Event::Stop(why));
+        }
+    }
+}
+
 enum Event {
     Stop(&'static str),
     Reload,
@@ -115,6 +126,11 @@ impl Supervisor {
 
     pub fn info(&self) -> Arc<Info> {
         self.info.clone()
+    }
+
+    /// A handle other threads (the demo, tests) use to ask for a graceful stop.
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle(Mutex::new(self.events_tx.clone()))
     }
 
     /// Scan until at least one stream exists or `wait` passes; returns the count.
