@@ -20,6 +20,8 @@ pub struct Sup {
     /// Extra TOML appended to the generated config.
     pub extra: String,
     pub env: Vec<(String, String)>,
+    /// `(table, key, value)` set over the generated config (see `set`).
+    pub overrides: Vec<(String, String, String)>,
 }
 
 impl Sup {
@@ -28,7 +30,7 @@ impl Sup {
         let dir = tempfile::tempdir().expect("tempdir");
         let host = FakeHost::new(dir.path());
         let cfg = dir.path().join("manager.toml");
-        Sup { dir, host, cfg, foreground: None, extra: String::new(), env: Vec::new() }
+        Sup { dir, host, cfg, foreground: None, extra: String::new(), env: Vec::new(), overrides: Vec::new() }
     }
 
     pub fn state_dir(&self) -> PathBuf {
@@ -70,7 +72,15 @@ impl Sup {
             fake_ffmpeg().display().to_string(),
             self.extra
         );
+        let text = apply_overrides(&text, &self.overrides);
         std::fs::write(&self.cfg, text).expect("write config");
+    }
+
+    /// Set `key = value` (raw TOML value) in `[table]`, replacing the generated key if any,
+    /// so a test can change e.g. `[mediamtx] api` without a duplicate-table error.
+    pub fn set(&mut self, table: &str, key: &str, value: &str) -> &mut Sup {
+        self.overrides.push((table.to_string(), key.to_string(), value.to_string()));
+        self
     }
 
     pub fn cmd(&self, args: &[&str]) -> Command {
@@ -144,6 +154,28 @@ impl Sup {
     }
 }
 
+/// Put each `(table, key, value)` into the TOML text: replace the key's line inside that
+/// table, else add it right after the table header, else append the table.
+pub fn apply_overrides(text: &str, overrides: &[(String, String, String)]) -> String {
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    for (table, key, value) in overrides {
+        let header = format!("[{table}]");
+        let line = format!("{key} = {value}");
+        let Some(h) = lines.iter().position(|l| l.trim() == header) else {
+            lines.push(header);
+            lines.push(line);
+            continue;
+        };
+        let end = lines[h + 1..].iter().position(|l| l.trim_start().starts_with('[')).map_or(lines.len(), |i| h + 1 + i);
+        let is_key = |l: &String| l.split('=').next().is_some_and(|k| k.trim() == key);
+        match lines[h + 1..end].iter().position(is_key) {
+            Some(i) => lines[h + 1 + i] = line,
+            None => lines.insert(h + 1, line),
+        }
+    }
+    lines.join("\n") + "\n"
+}
+
 /// Scan /proc for processes whose environment names `state_dir` as theirs.
 pub fn marked(state_dir: &Path) -> Vec<(i32, String)> {
     let want = format!("MEDIAMTX_STREAM_MANAGER_STATE={}", state_dir.display());
@@ -152,7 +184,7 @@ pub fn marked(state_dir: &Path) -> Vec<(i32, String)> {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
         let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
         let vars: Vec<String> = env.split(|b| *b == 0).map(|v| String::from_utf8_lossy(v).into_owned()).collect();
-        if !vars.iter().any(|v| *v == want) {
+        if !vars.contains(&want) {
             continue;
         }
         if is_zombie(pid) {
