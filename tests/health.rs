@@ -505,6 +505,39 @@ fn no_devices_gives_6() {
     assert!(has_finding(&v, "stream", 10), "{v}");
 }
 
+#[test]
+fn no_devices_at_all_gives_6_even_when_not_required_at_start() {
+    let mut s = Sup::new();
+    s.set("startup", "require_devices", "false")
+        .set("startup", "device_wait", "\"100ms\"");
+    s.write_config();
+    s.start_foreground();
+    let (code, v) = monitor(&s);
+    assert_eq!(code, 6, "{v}");
+    // Then a microphone is plugged in: healthy again, without touching the supervisor.
+    s.usb(1, "garden");
+    s.wait_for("running", Duration::from_secs(5), healthy);
+    let (code, v) = monitor(&s);
+    assert_eq!(code, 0, "{v}");
+}
+
+#[test]
+fn older_mediamtx_v1_9_shapes_are_understood() {
+    let mock = MockMediamtx::start(Version::V1_9); // no /v3/info, `ready`, `bytesReceived`
+    mock.set_path("garden", true);
+    mock.grow("garden", 4096);
+    let mut s = api_sup(&mock.url(), "run");
+    s.start_foreground();
+    s.wait_for("running and healthy", Duration::from_secs(5), healthy);
+    let pid = pid_of(&s, "garden");
+    std::thread::sleep(Duration::from_millis(1000));
+    let st = s.stream("garden").expect("garden");
+    assert_eq!(st["pid"].as_i64(), pid, "not restarted: {st}");
+    assert_eq!(st["mediamtx"]["available"], true, "{st}");
+    let (code, v) = monitor(&s);
+    assert_eq!(code, 0, "{v}");
+}
+
 /// Parse an exposition into series → value and the set of family names.
 fn parse_metrics(text: &str) -> (BTreeMap<String, f64>, BTreeSet<String>) {
     let mut series = BTreeMap::new();
@@ -611,6 +644,41 @@ fn metrics_textfile_and_endpoint_show_the_families() {
     let (live, live_families) = parse_metrics(&body);
     assert_eq!(live_families, families, "same families over HTTP");
     assert_eq!(live.get(GARDEN_UP), Some(&1.0));
+}
+
+#[test]
+fn metrics_textfile_does_not_claim_up_after_stop() {
+    let mut s = Sup::new();
+    s.usb(1, "garden");
+    s.set_mode("run");
+    let textfile = s.dir.path().join("m.prom");
+    s.set(
+        "metrics",
+        "textfile",
+        &format!("{:?}", textfile.display().to_string()),
+    );
+    s.write_config();
+    s.start_foreground();
+    s.wait_for("up in the textfile", Duration::from_secs(5), |_| {
+        std::fs::read_to_string(&textfile).is_ok_and(|t| t.contains(&format!("{GARDEN_UP} 1")))
+    });
+    let out = s.run(&["stop"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&textfile).expect("textfile kept");
+    check_exposition(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let (series, _) = parse_metrics(&text);
+    assert_eq!(
+        series.get(GARDEN_UP),
+        Some(&0.0),
+        "a stopped stream is not up:\n{text}"
+    );
+    let stopped = "mediamtx_stream_manager_stream_state{stream=\"garden\",state=\"stopped\"}";
+    assert_eq!(series.get(stopped), Some(&1.0), "{text}");
 }
 
 /// The cron line of SPEC §9 exactly as `install` renders it, with the lock file moved into

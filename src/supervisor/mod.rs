@@ -373,6 +373,8 @@ impl Supervisor {
         for t in self.threads {
             let _ = t.join();
         }
+        // A last textfile: a stopped supervisor must not leave "up 1" behind for scrapers.
+        crate::metrics_out::write(&self.settings, &self.registry, &self.info);
         let _ = std::fs::remove_file(control::socket_path(&self.settings.paths.state_dir));
         log::info!("all streams stopped");
     }
