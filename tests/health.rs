@@ -485,6 +485,30 @@ fn orphan_with_our_marker_is_critical() {
     assert_eq!(code, 0, "{v}");
 }
 
+/// The fake forks a short-lived `sleep` every 100 ms, like any child that spawns helpers:
+/// a marked process that vanishes or is briefly re-parented mid-scan is not an orphan.
+#[test]
+fn short_lived_grandchildren_are_not_orphans() {
+    let mut s = Sup::new();
+    for n in 1..=6 {
+        s.usb(n, &format!("mic{n}"));
+    }
+    s.set_mode("run");
+    s.write_config();
+    s.start_foreground();
+    s.wait_for("all running", Duration::from_secs(10), |s| {
+        s.status().is_some_and(|v| {
+            v["streams"]
+                .as_array()
+                .is_some_and(|a| a.len() == 6 && a.iter().all(|x| x["health"] == "healthy"))
+        })
+    });
+    for i in 0..12 {
+        let (code, v) = monitor(&s);
+        assert_eq!(code, 0, "run {i}: {v}");
+    }
+}
+
 #[test]
 fn no_devices_gives_6() {
     let mut s = Sup::new();
