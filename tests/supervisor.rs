@@ -43,7 +43,13 @@ fn daemon_start_reports_and_stop_leaves_nothing() {
     assert!(alive(sup));
     let st = s.status().expect("status answers");
     assert_eq!(st["streams"].as_array().unwrap().len(), 2);
-    assert_eq!(s.marked().len(), 2, "one fake ffmpeg per stream");
+    // Each stream's ffmpeg carries the marker with its stream name (the fake's own
+    // `sleep` helpers inherit it too, so compare by pid).
+    let marked = s.marked();
+    for name in ["garden", "studio"] {
+        let pid = pid_of(&s, name).unwrap() as i32;
+        assert!(marked.contains(&(pid, name.to_string())), "{name} pid {pid} marked: {marked:?}");
+    }
     // Each child's pid file holds ffmpeg's own pid.
     let garden_pid = pid_of(&s, "garden").unwrap();
     let file = std::fs::read_to_string(s.state_dir().join("streams/garden.pid")).unwrap();
