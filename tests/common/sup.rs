@@ -20,6 +20,10 @@ pub struct Sup {
     /// Extra TOML appended to the generated config.
     pub extra: String,
     pub env: Vec<(String, String)>,
+    /// The ffmpeg the supervisor runs (default: the fake).
+    pub ffmpeg: PathBuf,
+    /// `[mediamtx] rtsp_url` (default: a port nobody listens on).
+    pub rtsp_url: String,
 }
 
 impl Sup {
@@ -28,7 +32,16 @@ impl Sup {
         let dir = tempfile::tempdir().expect("tempdir");
         let host = FakeHost::new(dir.path());
         let cfg = dir.path().join("manager.toml");
-        Sup { dir, host, cfg, foreground: None, extra: String::new(), env: Vec::new() }
+        Sup {
+            dir,
+            host,
+            cfg,
+            foreground: None,
+            extra: String::new(),
+            env: Vec::new(),
+            ffmpeg: fake_ffmpeg(),
+            rtsp_url: "rtsp://127.0.0.1:1".into(),
+        }
     }
 
     pub fn state_dir(&self) -> PathBuf {
@@ -56,7 +69,7 @@ impl Sup {
         let d = self.dir.path();
         let text = format!(
             "[paths]\n{}state_dir = {:?}\nlog_dir = {:?}\ndevice_config = {:?}\nffmpeg = {:?}\n\
-             [mediamtx]\napi = false\nrtsp_url = \"rtsp://127.0.0.1:1\"\n\
+             [mediamtx]\napi = false\nrtsp_url = {:?}\n\
              [discovery]\nrescan = \"100ms\"\n\
              [startup]\ndevice_wait = \"1s\"\nreport_timeout = \"5s\"\n\
              [backoff]\ninitial = \"100ms\"\nmax = \"400ms\"\nstable_after = \"1500ms\"\nmax_failures = 50\nfailed_retry = \"1s\"\n\
@@ -67,7 +80,8 @@ impl Sup {
             self.state_dir().display().to_string(),
             self.log_dir().display().to_string(),
             d.join("audio-devices.conf").display().to_string(),
-            fake_ffmpeg().display().to_string(),
+            self.ffmpeg.display().to_string(),
+            self.rtsp_url,
             self.extra
         );
         std::fs::write(&self.cfg, text).expect("write config");
