@@ -1,6 +1,8 @@
 //! Shared helpers for integration tests: the built binary, temp dirs, cleanup guards.
 #![allow(dead_code)]
 
+pub mod rtsp;
+
 use std::path::PathBuf;
 
 /// Path of the built binary under test.
@@ -10,7 +12,9 @@ pub fn bin() -> PathBuf {
 
 /// Real ffmpeg on PATH; in CI its absence is a failure, elsewhere too (TESTING.md §3).
 pub fn require_ffmpeg() -> PathBuf {
-    let out = std::process::Command::new("ffmpeg").arg("-version").output();
+    let out = std::process::Command::new("ffmpeg")
+        .arg("-version")
+        .output();
     match out {
         Ok(o) if o.status.success() => PathBuf::from("ffmpeg"),
         _ => panic!("ffmpeg is required for this test: apt-get install -y ffmpeg"),
