@@ -1,6 +1,8 @@
 //! Shared helpers for integration tests: the built binary, temp dirs, cleanup guards.
 #![allow(dead_code)]
 
+pub mod rtsp;
+
 use std::path::PathBuf;
 
 /// Path of the built binary under test.
