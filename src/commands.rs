@@ -64,7 +64,7 @@ pub fn start(global: &Global, foreground: bool) -> Result<Exit, Error> {
     let source = HostSource::new(global, &settings)?;
     let daemonized = std::env::var_os(DAEMON_ENV).is_some();
     if !foreground && !daemonized && std::env::var_os("NOTIFY_SOCKET").is_none() {
-        return daemonize(&settings);
+        return daemonize(&settings, global);
     }
     run_supervisor(settings, Box::new(source), daemonized)
 }
@@ -143,7 +143,7 @@ fn detach_stdio() {
 
 /// Re-exec ourselves in the foreground in a new session (never fork a threaded
 /// process), relay its early failure, or wait for each stream's first verdict.
-fn daemonize(settings: &Settings) -> Result<Exit, Error> {
+fn daemonize(settings: &Settings, global: &Global) -> Result<Exit, Error> {
     let state_dir = &settings.paths.state_dir;
     if lock::is_held(state_dir) {
         let holder = lock::recorded_pid(state_dir).map(|p| format!(" (pid {p})")).unwrap_or_default();
@@ -151,8 +151,8 @@ fn daemonize(settings: &Settings) -> Result<Exit, Error> {
     }
     let exe = std::env::current_exe().map_err(|e| Error::general(format!("cannot find own binary: {e}")))?;
     let mut cmd = Command::new(exe);
-    cmd.args(std::env::args_os().skip(1))
-        .arg("--foreground")
+    cmd.args(global_args(global))
+        .args(["start", "--foreground"])
         .env(DAEMON_ENV, "1")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -197,6 +197,34 @@ fn daemonize(settings: &Settings) -> Result<Exit, Error> {
         println!("{}", report_line(&st));
     }
     Ok(Exit::Ok)
+}
+
+/// The global options as arguments, so a re-exec (daemon, `restart`) runs with the same.
+fn global_args(g: &Global) -> Vec<std::ffi::OsString> {
+    let mut a: Vec<std::ffi::OsString> = Vec::new();
+    if let Some(c) = &g.config {
+        a.push("-c".into());
+        a.push(std::path::absolute(c).unwrap_or_else(|_| c.clone()).into());
+    }
+    if let Some(m) = g.mode {
+        a.extend(["-m".into(), m.as_str().into()]);
+    }
+    if let Some(f) = g.filter {
+        a.extend(["-f".into(), f.as_str().into()]);
+    }
+    if let Some(n) = &g.name {
+        a.extend(["-n".into(), n.into()]);
+    }
+    if g.debug {
+        a.push("-d".into());
+    }
+    for _ in 0..g.verbose {
+        a.push("-v".into());
+    }
+    if g.quiet {
+        a.push("-q".into());
+    }
+    a
 }
 
 fn report_line(st: &StreamStatus) -> String {

@@ -355,3 +355,119 @@ fn noisy_child_keeps_log_bounded() {
     assert!(s.status().is_some());
     assert!(t0.elapsed() < Duration::from_secs(1));
 }
+
+#[test]
+fn multiplex_mixes_present_devices_and_restarts_when_one_leaves() {
+    let mut s = Sup::new();
+    s.usb(1, "garden");
+    s.usb(2, "studio");
+    s.set_mode("run");
+    s.extra = "[multiplex]\nname = \"all_mics\"\nfilter = \"amerge\"\n".into();
+    s.write_config();
+    s.env.push(("STREAM_MODE".into(), "multiplex".into()));
+    s.start_foreground();
+    s.wait_for("all_mics running", Duration::from_secs(5), |s| state_of(s, "all_mics") == "running");
+    let st = s.status().unwrap();
+    assert_eq!(st["streams"].as_array().unwrap().len(), 1, "{st}");
+    assert_eq!(st["supervisor"]["mode"], "multiplex (amerge)");
+    let log = std::fs::read_to_string(s.log_dir().join("all_mics.log")).unwrap();
+    assert!(log.contains("amerge=inputs=2"), "{log}");
+    let pid = pid_of(&s, "all_mics").unwrap();
+    s.host.remove_card(2);
+    s.wait_for("mix restarted with one input", Duration::from_secs(5), |s| {
+        pid_of(s, "all_mics").is_some_and(|p| p != pid) && state_of(s, "all_mics") == "running"
+    });
+    let log = std::fs::read_to_string(s.log_dir().join("all_mics.log")).unwrap();
+    let last_start = log.lines().filter(|l| l.starts_with("=== ")).last().unwrap().to_string();
+    assert!(last_start.contains("plughw:CARD=garden,DEV=0"), "{last_start}");
+    assert!(!last_start.contains("plughw:CARD=studio"), "{last_start}");
+    assert_eq!(s.stream("all_mics").unwrap()["consecutive_failures"], 0);
+}
+
+#[test]
+fn restart_without_names_replaces_the_supervisor() {
+    let s = one_mic("run");
+    let out = s.run(&["start"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let old = s.supervisor_pid().unwrap();
+    let out = s.run(&["restart"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("[OK] rtsp://127.0.0.1:1/garden"));
+    let new = s.supervisor_pid().unwrap();
+    assert_ne!(old, new);
+    assert!(!alive(old));
+    assert_eq!(s.run(&["stop"]).status.code(), Some(0));
+    assert!(s.marked().is_empty());
+}
+
+#[test]
+fn systemd_notify_ready_status_watchdog_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let mut s = one_mic("run");
+    let sock_path = s.dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // Under systemd, `start` (no --foreground) stays in the foreground.
+    let mut cmd = s.cmd(&["start"]);
+    cmd.env("NOTIFY_SOCKET", &sock_path).env("WATCHDOG_USEC", "200000");
+    let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    s.foreground = Some(child);
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 512];
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        if let Ok(n) = sock.recv(&mut buf) {
+            seen.push(String::from_utf8_lossy(&buf[..n]).to_string());
+        }
+        let has = |p: &str| seen.iter().any(|m| m.starts_with(p));
+        if has("READY=1") && has("WATCHDOG=1") && seen.iter().any(|m| m == "STATUS=1/1 streams running") {
+            break;
+        }
+    }
+    assert!(seen.iter().any(|m| m == "READY=1"), "{seen:?}");
+    assert!(seen.iter().any(|m| m == "WATCHDOG=1"), "{seen:?}");
+    assert!(seen.iter().any(|m| m == "STATUS=1/1 streams running"), "{seen:?}");
+    kill(s.supervisor_pid().unwrap(), libc::SIGTERM);
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until && !seen.iter().any(|m| m == "STOPPING=1") {
+        if let Ok(n) = sock.recv(&mut buf) {
+            seen.push(String::from_utf8_lossy(&buf[..n]).to_string());
+        }
+    }
+    assert!(seen.iter().any(|m| m == "STOPPING=1"), "{seen:?}");
+    assert_eq!(s.foreground.as_mut().unwrap().wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn non_root_status_reports_pid_and_needs_root_for_details() {
+    use std::os::unix::fs::PermissionsExt;
+    if !nix_is_root() {
+        eprintln!("skipped: needs root to drop privileges (CI runs as root)");
+        return;
+    }
+    let mut s = one_mic("run");
+    // Let "nobody" reach the config and the state dir (the socket stays 0600).
+    for p in [s.dir.path().to_path_buf(), s.state_dir()] {
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::set_permissions(&s.cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
+    s.start_foreground();
+    let sup = s.supervisor_pid().unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(common::bin())
+        .args(["status", "-c"])
+        .arg(&s.cfg)
+        .output()
+        .expect("setpriv (util-linux) is installed by .ci/run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains(&format!("running (pid {sup}")), "{text}");
+    assert!(text.contains("need root"), "{text}");
+}
+
+fn nix_is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
