@@ -407,6 +407,9 @@ impl Wrapper {
         let tx = self.tx.clone();
         spawn_named(format!("{name}-wait"), move || {
             let status = proc.wait();
+            // Anything ffmpeg forked dies with it; its inherited pipes then close, so the
+            // stderr reader reaches EOF at once instead of when the last straggler exits.
+            child::signal_group(pid, Signal::SIGKILL);
             // Give the stderr reader a moment to drain ffmpeg's last words (the reason).
             let tail = tail_rx
                 .recv_timeout(Duration::from_millis(300))
