@@ -75,7 +75,9 @@ fn main() {
         .find(|l| l.starts_with("VmRSS:"))
         .unwrap()
         .to_string();
-    let threads = std::fs::read_dir(format!("/proc/{}/task", sup.id())).unwrap().count();
+    let threads = std::fs::read_dir(format!("/proc/{}/task", sup.id()))
+        .unwrap()
+        .count();
 
     let mut lat = Vec::new();
     for _ in 0..100 {

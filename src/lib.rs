@@ -5,8 +5,8 @@
 
 pub mod child;
 pub mod cli;
-pub mod commands;
 pub mod cmd_config;
+pub mod commands;
 pub mod config;
 pub mod control;
 pub mod devices;

@@ -51,7 +51,12 @@ pub fn verdict(findings: &[Finding]) -> Exit {
 }
 
 fn finding(level: Level, exit: u8, check: &'static str, message: String) -> Finding {
-    Finding { level, exit, check, message }
+    Finding {
+        level,
+        exit,
+        check,
+        message,
+    }
 }
 
 /// Judge resource samples against the `[monitor]` thresholds (pure, table-tested).
@@ -60,15 +65,43 @@ pub fn judge_resources(samples: &[Sample], m: &crate::config::Monitor) -> Vec<Fi
     for s in samples {
         let who = format!("{} (pid {})", s.what, s.pid);
         let checks: [(&'static str, f64, f64, f64, String); 3] = [
-            ("fds", s.fds as f64, m.fd_warn as f64, m.fd_critical as f64, format!("{} open file descriptors", s.fds)),
-            ("cpu", s.cpu_percent, m.cpu_warn, m.cpu_critical, format!("CPU {:.1}% of one core", s.cpu_percent)),
-            ("rss", s.rss_mb, m.rss_warn_mb as f64, m.rss_critical_mb as f64, format!("RSS {:.1} MiB", s.rss_mb)),
+            (
+                "fds",
+                s.fds as f64,
+                m.fd_warn as f64,
+                m.fd_critical as f64,
+                format!("{} open file descriptors", s.fds),
+            ),
+            (
+                "cpu",
+                s.cpu_percent,
+                m.cpu_warn,
+                m.cpu_critical,
+                format!("CPU {:.1}% of one core", s.cpu_percent),
+            ),
+            (
+                "rss",
+                s.rss_mb,
+                m.rss_warn_mb as f64,
+                m.rss_critical_mb as f64,
+                format!("RSS {:.1} MiB", s.rss_mb),
+            ),
         ];
         for (check, v, warn, crit, text) in checks {
             if v >= crit {
-                out.push(finding(Level::Critical, 2, check, format!("{who}: {text} (critical at {crit})")));
+                out.push(finding(
+                    Level::Critical,
+                    2,
+                    check,
+                    format!("{who}: {text} (critical at {crit})"),
+                ));
             } else if v >= warn {
-                out.push(finding(Level::Warning, 0, check, format!("{who}: {text} (warning at {warn})")));
+                out.push(finding(
+                    Level::Warning,
+                    0,
+                    check,
+                    format!("{who}: {text} (warning at {warn})"),
+                ));
             }
         }
     }
@@ -90,7 +123,10 @@ pub fn judge_streams(snap: &Snapshot, grace: Duration) -> Vec<Finding> {
                     Level::Warning,
                     10,
                     "stream",
-                    format!("{} is {} / {} for {:.0}s{why}", st.name, st.state, st.health, t),
+                    format!(
+                        "{} is {} / {} for {:.0}s{why}",
+                        st.name, st.state, st.health, t
+                    ),
                 ));
             }
             _ => {}
@@ -117,7 +153,13 @@ fn cpu_ticks(pid: i32) -> Option<u64> {
 
 fn rss_mb(pid: i32) -> Option<f64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    let kb: f64 = s
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
     Some(kb / 1024.0)
 }
 
@@ -127,7 +169,10 @@ fn fd_count(pid: i32) -> Option<u64> {
 
 /// Sample CPU over `window` (never the lifetime average), FDs and RSS now.
 pub fn sample(pids: &[(i32, String)], window: Duration) -> Vec<Sample> {
-    let before: BTreeMap<i32, u64> = pids.iter().filter_map(|(p, _)| Some((*p, cpu_ticks(*p)?))).collect();
+    let before: BTreeMap<i32, u64> = pids
+        .iter()
+        .filter_map(|(p, _)| Some((*p, cpu_ticks(*p)?)))
+        .collect();
     let t0 = Instant::now();
     std::thread::sleep(window);
     let dt = t0.elapsed().as_secs_f64();
@@ -159,8 +204,15 @@ pub fn run(global: &Global, json: bool) -> Result<Exit, Error> {
     let (findings, samples) = check(&settings);
     let exit = verdict(&findings);
     if json {
-        let r = Report { exit: exit.code(), findings: &findings, samples: &samples };
-        println!("{}", serde_json::to_string(&r).map_err(|e| Error::general(e.to_string()))?);
+        let r = Report {
+            exit: exit.code(),
+            findings: &findings,
+            samples: &samples,
+        };
+        println!(
+            "{}",
+            serde_json::to_string(&r).map_err(|e| Error::general(e.to_string()))?
+        );
     } else {
         for f in &findings {
             let tag = match f.level {
@@ -185,25 +237,55 @@ pub fn check(settings: &Settings) -> (Vec<Finding>, Vec<Sample>) {
             Some(s) => s,
             None => {
                 let msg = r.error.unwrap_or_else(|| "no status".into());
-                return (vec![finding(Level::Critical, 2, "supervisor", format!("supervisor answered without status: {msg}"))], vec![]);
+                return (
+                    vec![finding(
+                        Level::Critical,
+                        2,
+                        "supervisor",
+                        format!("supervisor answered without status: {msg}"),
+                    )],
+                    vec![],
+                );
             }
         },
-        Err(e) => return (vec![finding(Level::Critical, 2, "supervisor", e.to_string())], vec![]),
+        Err(e) => {
+            return (
+                vec![finding(Level::Critical, 2, "supervisor", e.to_string())],
+                vec![],
+            )
+        }
     };
     let mut findings = Vec::new();
     let sup_pid = snap.supervisor.pid.unwrap_or(0) as i32;
     let mut pids = vec![(sup_pid, "supervisor".to_string())];
-    pids.extend(snap.streams.iter().filter_map(|s| Some((s.pid? as i32, format!("ffmpeg {}", s.name)))));
+    pids.extend(
+        snap.streams
+            .iter()
+            .filter_map(|s| Some((s.pid? as i32, format!("ffmpeg {}", s.name)))),
+    );
     let samples = sample(&pids, Duration::from_millis(300));
     findings.extend(judge_resources(&samples, &settings.monitor));
     findings.extend(orphans(state_dir, sup_pid));
     if snap.mediamtx.enabled && snap.mediamtx.reachable == Some(false) {
         let e = snap.mediamtx.error.clone().unwrap_or_default();
-        findings.push(finding(Level::Critical, 7, "mediamtx", format!("MediaMTX API not reachable: {e}")));
+        findings.push(finding(
+            Level::Critical,
+            7,
+            "mediamtx",
+            format!("MediaMTX API not reachable: {e}"),
+        ));
     }
     let devices = crate::devices::discover(&settings.paths.proc_asound, &settings.paths.dev_snd);
-    if devices.is_empty() && settings.mode == crate::cli::Mode::Individual && snap.streams.iter().all(|s| s.device.card.is_some()) {
-        findings.push(finding(Level::Critical, 6, "devices", "no USB audio capture devices found".into()));
+    if devices.is_empty()
+        && settings.mode == crate::cli::Mode::Individual
+        && snap.streams.iter().all(|s| s.device.card.is_some())
+    {
+        findings.push(finding(
+            Level::Critical,
+            6,
+            "devices",
+            "no USB audio capture devices found".into(),
+        ));
     }
     findings.extend(judge_streams(&snap, settings.monitor.grace));
     (findings, samples)
@@ -219,7 +301,10 @@ fn orphans(state_dir: &Path, sup_pid: i32) -> Vec<Finding> {
                 Level::Critical,
                 2,
                 "orphan",
-                format!("orphaned process pid {} of stream {} (not owned by the supervisor)", m.pid, m.stream),
+                format!(
+                    "orphaned process pid {} of stream {} (not owned by the supervisor)",
+                    m.pid, m.stream
+                ),
             )
         })
         .collect()
@@ -252,7 +337,13 @@ mod tests {
     #[test]
     fn resource_thresholds() {
         let m = Settings::default().monitor;
-        let s = |fds, cpu, rss| Sample { pid: 1, what: "x".into(), fds, cpu_percent: cpu, rss_mb: rss };
+        let s = |fds, cpu, rss| Sample {
+            pid: 1,
+            what: "x".into(),
+            fds,
+            cpu_percent: cpu,
+            rss_mb: rss,
+        };
         let table = [
             (s(10, 1.0, 10.0), vec![]),
             (s(500, 1.0, 10.0), vec![(Level::Warning, 0)]),
@@ -262,7 +353,10 @@ mod tests {
             (s(10, 1.0, 2000.0), vec![(Level::Critical, 2)]),
         ];
         for (i, (sample, want)) in table.into_iter().enumerate() {
-            let got: Vec<_> = judge_resources(&[sample], &m).iter().map(|f| (f.level, f.exit)).collect();
+            let got: Vec<_> = judge_resources(&[sample], &m)
+                .iter()
+                .map(|f| (f.level, f.exit))
+                .collect();
             assert_eq!(got, want, "row {i}");
         }
     }

@@ -110,9 +110,17 @@ fn secs(s: f64) -> String {
     } else if s < 3600.0 {
         format!("{}m{:02}s", (s / 60.0) as u64, (s % 60.0) as u64)
     } else if s < 86400.0 {
-        format!("{}h{:02}m", (s / 3600.0) as u64, ((s % 3600.0) / 60.0) as u64)
+        format!(
+            "{}h{:02}m",
+            (s / 3600.0) as u64,
+            ((s % 3600.0) / 60.0) as u64
+        )
     } else {
-        format!("{}d{:02}h", (s / 86400.0) as u64, ((s % 86400.0) / 3600.0) as u64)
+        format!(
+            "{}d{:02}h",
+            (s / 86400.0) as u64,
+            ((s % 86400.0) / 3600.0) as u64
+        )
     }
 }
 
@@ -134,7 +142,9 @@ pub fn render(s: &Snapshot) -> String {
         out.push_str(&format!(
             "supervisor: running (pid {}, up {}, mode {})",
             sup.pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into()),
-            sup.uptime_s.map(|u| secs(u as f64)).unwrap_or_else(|| "?".into()),
+            sup.uptime_s
+                .map(|u| secs(u as f64))
+                .unwrap_or_else(|| "?".into()),
             sup.mode
         ));
     } else {
@@ -149,8 +159,12 @@ pub fn render(s: &Snapshot) -> String {
         out.push_str("mediamtx:   API checks off (mediamtx.api = false)\n");
     } else {
         match (m.reachable, &m.version, &m.error) {
-            (Some(true), Some(v), _) => out.push_str(&format!("mediamtx:   reachable, {v} ({})\n", m.api_url)),
-            (Some(true), None, _) => out.push_str(&format!("mediamtx:   reachable ({})\n", m.api_url)),
+            (Some(true), Some(v), _) => {
+                out.push_str(&format!("mediamtx:   reachable, {v} ({})\n", m.api_url))
+            }
+            (Some(true), None, _) => {
+                out.push_str(&format!("mediamtx:   reachable ({})\n", m.api_url))
+            }
             (Some(false), _, Some(e)) => out.push_str(&format!("mediamtx:   UNREACHABLE: {e}\n")),
             _ => out.push_str(&format!("mediamtx:   not checked ({})\n", m.api_url)),
         }
@@ -168,7 +182,9 @@ pub fn render(s: &Snapshot) -> String {
     ));
     for st in &s.streams {
         let state = match st.next_retry_s {
-            Some(n) if st.state == "backoff" || st.state == "failed" => format!("{} {}", st.state, secs(n)),
+            Some(n) if st.state == "backoff" || st.state == "failed" => {
+                format!("{} {}", st.state, secs(n))
+            }
             _ => st.state.clone(),
         };
         let rate = st
@@ -195,7 +211,10 @@ pub fn render(s: &Snapshot) -> String {
         let d = &st.device;
         let mut dev = format!("  device: {}", st.alsa_device);
         if let Some(c) = &d.card_id {
-            dev.push_str(&format!(" (card {} {c})", d.card.map(|n| n.to_string()).unwrap_or_default()));
+            dev.push_str(&format!(
+                " (card {} {c})",
+                d.card.map(|n| n.to_string()).unwrap_or_default()
+            ));
         }
         if let Some(b) = &d.by_id {
             dev.push_str(&format!(" by-id {b}"));
@@ -205,19 +224,33 @@ pub fn render(s: &Snapshot) -> String {
         if let Some(p) = &st.progress {
             out.push_str(&format!(
                 "  ffmpeg: out {} bytes, {}, speed {}\n",
-                p.total_size.map(|t| t.to_string()).unwrap_or_else(|| "?".into()),
+                p.total_size
+                    .map(|t| t.to_string())
+                    .unwrap_or_else(|| "?".into()),
                 p.out_time_s.map(secs).unwrap_or_else(|| "?".into()),
-                p.speed.map(|x| format!("{x:.2}x")).unwrap_or_else(|| "?".into())
+                p.speed
+                    .map(|x| format!("{x:.2}x"))
+                    .unwrap_or_else(|| "?".into())
             ));
         }
         if let Some(m) = &st.mediamtx {
             out.push_str(&format!(
                 "  mediamtx: {}, inbound {} bytes{}, {} reader(s){}\n",
-                if m.available { "available" } else { "NOT available" },
+                if m.available {
+                    "available"
+                } else {
+                    "NOT available"
+                },
                 m.inbound_bytes,
-                m.inbound_rate_bps.map(|r| format!(" ({:.1} kbit/s)", r * 8.0 / 1000.0)).unwrap_or_default(),
+                m.inbound_rate_bps
+                    .map(|r| format!(" ({:.1} kbit/s)", r * 8.0 / 1000.0))
+                    .unwrap_or_default(),
                 m.readers,
-                if m.displaced { ", DISPLACED by another publisher" } else { "" }
+                if m.displaced {
+                    ", DISPLACED by another publisher"
+                } else {
+                    ""
+                }
             ));
         }
         if st.silent {
@@ -229,7 +262,10 @@ pub fn render(s: &Snapshot) -> String {
                 (None, Some(c)) => format!("exit {c}"),
                 _ => "exit".into(),
             };
-            let ago = e.ago_s.map(|a| format!(", {} ago", secs(a))).unwrap_or_default();
+            let ago = e
+                .ago_s
+                .map(|a| format!(", {} ago", secs(a)))
+                .unwrap_or_default();
             out.push_str(&format!("  last exit: {how}{ago}: {}\n", e.reason));
         }
         for n in &st.notes {

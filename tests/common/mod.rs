@@ -21,6 +21,6 @@ pub fn require_ffmpeg() -> PathBuf {
     }
 }
 
+pub mod fake_host;
 pub mod mediamtx_mock;
 pub mod sup;
-pub mod fake_host;

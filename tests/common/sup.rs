@@ -61,7 +61,12 @@ impl Sup {
 
     /// A USB card whose automatic stream name is its (udev-style) lowercase card id.
     pub fn usb(&mut self, card: u32, id: &str) {
-        self.host.add_usb_card(card, id, Some(&format!("usb-Test_{id}-00")), Some(&format!("pci-0000:01:00.0-usb-0:1.{card}:1.0")));
+        self.host.add_usb_card(
+            card,
+            id,
+            Some(&format!("usb-Test_{id}-00")),
+            Some(&format!("pci-0000:01:00.0-usb-0:1.{card}:1.0")),
+        );
     }
 
     /// Write the config: fake host paths, fake ffmpeg, scaled-down durations, then `extra`.
@@ -108,11 +113,15 @@ impl Sup {
         let child = self
             .cmd(&["start", "--foreground"])
             .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(self.dir.path().join("supervisor.err")).expect("stderr file")))
+            .stderr(Stdio::from(
+                std::fs::File::create(self.dir.path().join("supervisor.err")).expect("stderr file"),
+            ))
             .spawn()
             .expect("spawn supervisor");
         self.foreground = Some(child);
-        self.wait_for("supervisor answering", Duration::from_secs(10), |s| s.status().is_some());
+        self.wait_for("supervisor answering", Duration::from_secs(10), |s| {
+            s.status().is_some()
+        });
     }
 
     pub fn supervisor_stderr(&self) -> String {
@@ -129,7 +138,11 @@ impl Sup {
     }
 
     pub fn stream(&self, name: &str) -> Option<serde_json::Value> {
-        self.status()?["streams"].as_array()?.iter().find(|s| s["name"] == name).cloned()
+        self.status()?["streams"]
+            .as_array()?
+            .iter()
+            .find(|s| s["name"] == name)
+            .cloned()
     }
 
     /// Poll `cond` every 50 ms until true or panic after `limit` with the last status.
@@ -143,7 +156,9 @@ impl Sup {
         }
         panic!(
             "timed out after {limit:?} waiting for {what}\nstatus: {}\nsupervisor stderr:\n{}",
-            self.status().map(|s| s.to_string()).unwrap_or_else(|| "(none)".into()),
+            self.status()
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "(none)".into()),
             self.supervisor_stderr()
         );
     }
@@ -154,7 +169,11 @@ impl Sup {
     }
 
     pub fn supervisor_pid(&self) -> Option<i32> {
-        std::fs::read_to_string(self.state_dir().join("supervisor.pid")).ok()?.trim().parse().ok()
+        std::fs::read_to_string(self.state_dir().join("supervisor.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     }
 }
 
@@ -163,10 +182,17 @@ pub fn marked(state_dir: &Path) -> Vec<(i32, String)> {
     let want = format!("MEDIAMTX_STREAM_MANAGER_STATE={}", state_dir.display());
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
-        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
-        let vars: Vec<String> = env.split(|b| *b == 0).map(|v| String::from_utf8_lossy(v).into_owned()).collect();
-        if !vars.iter().any(|v| *v == want) {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let vars: Vec<String> = env
+            .split(|b| *b == 0)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect();
+        if !vars.contains(&want) {
             continue;
         }
         if is_zombie(pid) {
@@ -174,7 +200,10 @@ pub fn marked(state_dir: &Path) -> Vec<(i32, String)> {
         }
         let stream = vars
             .iter()
-            .find_map(|v| v.strip_prefix("MEDIAMTX_STREAM_MANAGER_STREAM=").map(str::to_string))
+            .find_map(|v| {
+                v.strip_prefix("MEDIAMTX_STREAM_MANAGER_STREAM=")
+                    .map(str::to_string)
+            })
             .unwrap_or_default();
         out.push((pid, stream));
     }
