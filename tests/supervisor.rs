@@ -520,8 +520,7 @@ fn multiplex_mixes_present_devices_and_restarts_when_one_leaves() {
     let log = std::fs::read_to_string(s.log_dir().join("all_mics.log")).unwrap();
     let last_start = log
         .lines()
-        .filter(|l| l.starts_with("=== "))
-        .last()
+        .rfind(|l| l.starts_with("=== "))
         .unwrap()
         .to_string();
     assert!(
