@@ -41,8 +41,9 @@ mod tests {
     }
 }
 
-/// `2026-11-23T01:02:03Z` for a Unix time, without a date crate (civil-from-days).
-pub fn rfc3339(unix: u64) -> String {
+/// UTC calendar fields `(year, month, day, hour, minute, second)` of a Unix time,
+/// without a date crate (Howard Hinnant's days-to-civil algorithm).
+pub fn civil(unix: u64) -> (i64, i64, i64, u64, u64, u64) {
     let days = (unix / 86400) as i64;
     let secs = unix % 86400;
     let z = days + 719_468;
@@ -54,12 +55,13 @@ pub fn rfc3339(unix: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    (y, m, d, secs / 3600, secs % 3600 / 60, secs % 60)
+}
+
+/// `2026-11-23T01:02:03Z` for a Unix time.
+pub fn rfc3339(unix: u64) -> String {
+    let (y, m, d, hh, mm, ss) = civil(unix);
+    format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
 }
 
 #[cfg(test)]

@@ -19,6 +19,20 @@ fn state_of(s: &Sup, name: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Two USB microphones, `garden` and `studio`, both streaming under a foreground supervisor.
+fn two_mics_running(mode: &str) -> Sup {
+    let mut s = Sup::new();
+    s.usb(1, "garden");
+    s.usb(2, "studio");
+    s.set_mode(mode);
+    s.write_config();
+    s.start_foreground();
+    s.wait_for("both running", Duration::from_secs(5), |s| {
+        state_of(s, "garden") == "running" && state_of(s, "studio") == "running"
+    });
+    s
+}
+
 fn one_mic(mode: &str) -> Sup {
     let mut s = Sup::new();
     s.usb(1, "garden");
@@ -267,15 +281,7 @@ fn child_ignoring_sigint_is_killed_after_grace() {
 
 #[test]
 fn sigterm_stops_gracefully_without_zombies() {
-    let mut s = Sup::new();
-    s.usb(1, "garden");
-    s.usb(2, "studio");
-    s.set_mode("grandchild");
-    s.write_config();
-    s.start_foreground();
-    s.wait_for("both running", Duration::from_secs(5), |s| {
-        state_of(s, "garden") == "running" && state_of(s, "studio") == "running"
-    });
+    let mut s = two_mics_running("grandchild");
     let sup = s.supervisor_pid().unwrap();
     kill(sup, libc::SIGTERM);
     let code = s.foreground.as_mut().unwrap().wait().unwrap();
@@ -341,15 +347,7 @@ fn force_stop_kills_a_live_supervisor_and_its_children() {
 
 #[test]
 fn restart_named_stream_only() {
-    let mut s = Sup::new();
-    s.usb(1, "garden");
-    s.usb(2, "studio");
-    s.set_mode("run");
-    s.write_config();
-    s.start_foreground();
-    s.wait_for("both running", Duration::from_secs(5), |s| {
-        state_of(s, "garden") == "running" && state_of(s, "studio") == "running"
-    });
+    let s = two_mics_running("run");
     let g = pid_of(&s, "garden").unwrap();
     let st = pid_of(&s, "studio").unwrap();
     let out = s.run(&["restart", "garden"]);
@@ -400,15 +398,7 @@ fn hot_plug_unplug_and_return() {
 
 #[test]
 fn sighup_restarts_only_changed_streams() {
-    let mut s = Sup::new();
-    s.usb(1, "garden");
-    s.usb(2, "studio");
-    s.set_mode("run");
-    s.write_config();
-    s.start_foreground();
-    s.wait_for("both running", Duration::from_secs(5), |s| {
-        state_of(s, "garden") == "running" && state_of(s, "studio") == "running"
-    });
+    let s = two_mics_running("run");
     let g = pid_of(&s, "garden").unwrap();
     let st = pid_of(&s, "studio").unwrap();
     std::fs::write(
