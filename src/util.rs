@@ -21,6 +21,32 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Redact credentials in every URL inside a free-text line (ffmpeg prints its URL in
+/// errors, e.g. `rtsp://user:secret@host:8554/x: Connection refused`).
+pub fn redact_text(line: &str) -> String {
+    if !line.contains('@') {
+        return line.to_string();
+    }
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c == '/' || c.is_whitespace())
+            .unwrap_or(tail.len());
+        match tail[..end].rfind('@') {
+            Some(at) => {
+                out.push_str("***");
+                rest = &tail[at..];
+            }
+            None => rest = tail,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Seconds since the Unix epoch (for display only; timing uses `Instant`).
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
@@ -38,6 +64,11 @@ mod tests {
         assert_eq!(redact_url("rtsp://u:p@h:8554/x"), "rtsp://***@h:8554/x");
         assert_eq!(redact_url("rtsp://h:8554/a@b"), "rtsp://h:8554/a@b");
         assert_eq!(redact_url("rtsp://h:8554"), "rtsp://h:8554");
+        assert_eq!(
+            redact_text("[tcp] rtsp://u:p@h:8554/x: refused; http://a:b@c/ ok"),
+            "[tcp] rtsp://***@h:8554/x: refused; http://***@c/ ok"
+        );
+        assert_eq!(redact_text("no url a@b"), "no url a@b");
     }
 }
 

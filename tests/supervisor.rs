@@ -637,3 +637,33 @@ fn nix_is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
+
+#[test]
+fn children_get_default_signals_even_if_supervisor_inherited_sigint_ignored() {
+    // A supervisor started from a script with `&` inherits SIGINT ignored. Its ffmpeg must
+    // still honour the graceful SIGINT (the fake, like ffmpeg, exits 255 on it) rather
+    // than wait out the grace period and die by SIGKILL.
+    let mut s = one_mic("run");
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg("trap '' INT; exec \"$0\" start --foreground -c \"$1\"")
+        .arg(common::bin())
+        .arg(&s.cfg)
+        .env("FAKE_FFMPEG_MODE_FILE", s.mode_file())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    s.foreground = Some(cmd.spawn().unwrap());
+    s.wait_for("running", Duration::from_secs(5), |s| {
+        state_of(s, "garden") == "running"
+    });
+    let t0 = Instant::now();
+    let out = s.run(&["stop"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        t0.elapsed() < Duration::from_millis(800),
+        "SIGINT honoured, no grace wait: {:?}",
+        t0.elapsed()
+    );
+    assert!(s.marked().is_empty());
+}

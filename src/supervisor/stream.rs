@@ -746,6 +746,8 @@ fn read_stderr(
         // ffmpeg uses \r for in-place updates; keep the last segment.
         let text = String::from_utf8_lossy(&buf);
         let line = text.trim_end().rsplit('\r').next().unwrap_or("").trim_end();
+        let redacted = crate::util::redact_text(line);
+        let line = redacted.as_str();
         if line.is_empty() {
             continue;
         }
