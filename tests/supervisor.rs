@@ -642,7 +642,9 @@ fn nix_is_root() -> bool {
 fn children_get_default_signals_even_if_supervisor_inherited_sigint_ignored() {
     // A supervisor started from a script with `&` inherits SIGINT ignored. Its ffmpeg must
     // still honour the graceful SIGINT (the fake, like ffmpeg, exits 255 on it) rather
-    // than wait out the grace period and die by SIGKILL.
+    // than wait out the grace period and die by SIGKILL. (Two mechanisms guarantee it:
+    // the supervisor installs its own SIGINT handler, which exec resets to default in the
+    // child, and child.rs resets dispositions in pre_exec; this test proves the outcome.)
     let mut s = one_mic("run");
     let mut cmd = std::process::Command::new("sh");
     cmd.arg("-c")
