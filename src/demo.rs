@@ -68,7 +68,10 @@ pub fn run(global: &Global, duration: Option<Duration>) -> Result<Exit, Error> {
     let tones = pick_ports()?;
     let settings = settings(root.path(), ffmpeg, &tones);
     write_status_config(&settings, root.path());
-    say(&format!("demo: state and logs in {}", root.path().display()));
+    say(&format!(
+        "demo: state and logs in {}",
+        root.path().display()
+    ));
     say(&format!(
         "demo: in another terminal: mediamtx-stream-manager -c {} status",
         root.path().join("demo.toml").display()
@@ -110,7 +113,10 @@ pub fn run(global: &Global, duration: Option<Duration>) -> Result<Exit, Error> {
 
     let left = child::find_marked(&settings.paths.state_dir);
     if !left.is_empty() {
-        let pids: Vec<String> = left.iter().map(|m| format!("{} ({})", m.pid, m.stream)).collect();
+        let pids: Vec<String> = left
+            .iter()
+            .map(|m| format!("{} ({})", m.pid, m.stream))
+            .collect();
         return Err(Error::general(format!(
             "demo: ffmpeg processes left running: {}",
             pids.join(", ")
@@ -229,7 +235,12 @@ fn pick_ports() -> Result<Vec<Tone>, Error> {
     let bind = || {
         std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr().map(|a| (l, a.port())))
-            .map_err(|e| Error::general(format!("cannot find a free port on 127.0.0.1: {}", crate::util::io_reason(&e))))
+            .map_err(|e| {
+                Error::general(format!(
+                    "cannot find a free port on 127.0.0.1: {}",
+                    crate::util::io_reason(&e)
+                ))
+            })
     };
     let held: Vec<_> = TONES.iter().map(|_| bind()).collect::<Result<_, _>>()?;
     Ok(TONES
@@ -297,7 +308,10 @@ impl TempRoot {
 impl Drop for TempRoot {
     fn drop(&mut self) {
         if std::env::var_os(KEEP_ENV).is_some() {
-            say(&format!("demo: logs kept in {}", self.path.join("logs").display()));
+            say(&format!(
+                "demo: logs kept in {}",
+                self.path.join("logs").display()
+            ));
         } else {
             let _ = std::fs::remove_dir_all(&self.path);
             say(&format!(
@@ -333,10 +347,16 @@ impl Receivers {
             let slot = Arc::new(Mutex::new(Slot::default()));
             let program = settings.paths.ffmpeg.clone();
             let state_dir = settings.paths.state_dir.clone();
-            let log = settings.paths.log_dir.join(format!("{}-receiver.log", t.name));
+            let log = settings
+                .paths
+                .log_dir
+                .join(format!("{}-receiver.log", t.name));
             let (url, slot2) = (t.url(), slot.clone());
             let thread = std::thread::Builder::new()
-                .name(format!("rx-{}", t.name.chars().take(12).collect::<String>()))
+                .name(format!(
+                    "rx-{}",
+                    t.name.chars().take(12).collect::<String>()
+                ))
                 .spawn(move || respawn_loop(&program, &url, &state_dir, &log, &slot2));
             match thread {
                 Ok(h) => r.threads.push(h),
@@ -357,7 +377,10 @@ impl Receivers {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        log::warn!("demo: receivers not listening after {}; starting anyway", fmt_duration(limit));
+        log::warn!(
+            "demo: receivers not listening after {}; starting anyway",
+            fmt_duration(limit)
+        );
     }
 
     fn stop(&mut self) {
@@ -396,7 +419,10 @@ fn respawn_loop(program: &Path, url: &str, state_dir: &Path, log: &Path, slot: &
             Ok(mut c) => {
                 let _ = c.wait();
             }
-            Err(e) => log::error!("demo: cannot start receiver for {url}: {}", crate::util::io_reason(&e)),
+            Err(e) => log::error!(
+                "demo: cannot start receiver for {url}: {}",
+                crate::util::io_reason(&e)
+            ),
         }
         slot.lock().unwrap_or_else(|e| e.into_inner()).pid = None;
         std::thread::sleep(Duration::from_millis(200));
@@ -411,7 +437,10 @@ fn spawn_receiver(
     state_dir: &Path,
     log: &Path,
 ) -> std::io::Result<std::process::Child> {
-    let err = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+    let err = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
     let mut cmd = Command::new(program);
     cmd.args(receiver_args(url))
         .env(child::MARKER_STATE, state_dir)
@@ -485,7 +514,10 @@ impl Show {
             let event = match advance(phase, victim, now.duration_since(started) >= kill_at) {
                 Step::Stay => None,
                 Step::Kill(pid) => {
-                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL);
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        Signal::SIGKILL,
+                    );
                     phase = Phase::Killed { pid };
                     Some(format!(
                         "demo: killed ffmpeg pid {pid} of {} to show recovery",
@@ -547,8 +579,16 @@ mod tests {
 
     fn tones() -> Vec<Tone> {
         vec![
-            Tone { name: "demo_tone_a".into(), freq_hz: 440, port: 40001 },
-            Tone { name: "demo_tone_b".into(), freq_hz: 660, port: 40002 },
+            Tone {
+                name: "demo_tone_a".into(),
+                freq_hz: 440,
+                port: 40001,
+            },
+            Tone {
+                name: "demo_tone_b".into(),
+                freq_hz: 660,
+                port: 40002,
+            },
         ]
     }
 
@@ -565,7 +605,11 @@ mod tests {
             assert_eq!(cfg.name, name);
             assert_eq!(cfg.display_url, url);
             assert_eq!(cfg.child.args.last().map(String::as_str), Some(url));
-            assert!(cfg.child.args.iter().any(|a| a.contains(&format!("2*PI*{freq}*t"))));
+            assert!(cfg
+                .child
+                .args
+                .iter()
+                .any(|a| a.contains(&format!("2*PI*{freq}*t"))));
             assert!(cfg.child.args.windows(2).any(|w| w == ["-f", "lavfi"]));
             assert!(cfg.child.args.windows(2).any(|w| w == ["-c:a", "libopus"]));
             assert_eq!(cfg.state_dir, Path::new("/tmp/d"));
@@ -595,7 +639,11 @@ mod tests {
     }
 
     fn st(state: &str, pid: Option<u32>) -> StreamStatus {
-        StreamStatus { state: state.into(), pid, ..StreamStatus::default() }
+        StreamStatus {
+            state: state.into(),
+            pid,
+            ..StreamStatus::default()
+        }
     }
 
     #[test]
@@ -617,7 +665,11 @@ mod tests {
             (Phase::Recovered, Some(&run8), true, Step::Stay),
         ];
         for (phase, victim, due, want) in table {
-            assert_eq!(advance(phase, victim, due), want, "{phase:?} {victim:?} {due}");
+            assert_eq!(
+                advance(phase, victim, due),
+                want,
+                "{phase:?} {victim:?} {due}"
+            );
         }
     }
 }

@@ -42,7 +42,9 @@ fn collect(mut r: impl Read + Send + 'static) -> Arc<Mutex<String>> {
             if n == 0 {
                 break;
             }
-            o.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            o.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
         }
     });
     out
@@ -113,11 +115,21 @@ fn demo_recovers_and_leaves_no_process() {
         .unwrap_or_else(|| panic!("no recovery line\n{ctx}"));
     assert_ne!(killed, new, "{ctx}");
     assert!(out.contains("demo_tone_b"), "{ctx}");
-    assert!(out.contains("killed by SIGKILL"), "status shows the last exit\n{ctx}");
+    assert!(
+        out.contains("killed by SIGKILL"),
+        "status shows the last exit\n{ctx}"
+    );
 
     let left = marked(&dir);
-    assert!(left.is_empty(), "processes left with the demo's marker: {left:?}\n{ctx}");
-    assert!(!dir.exists(), "temp dir {} not removed\n{ctx}", dir.display());
+    assert!(
+        left.is_empty(),
+        "processes left with the demo's marker: {left:?}\n{ctx}"
+    );
+    assert!(
+        !dir.exists(),
+        "temp dir {} not removed\n{ctx}",
+        dir.display()
+    );
 }
 
 #[test]
@@ -125,19 +137,34 @@ fn demo_exit_codes_without_ffmpeg_or_config() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let cfg = tmp.path().join("demo.toml");
     let missing = tmp.path().join("no-such-ffmpeg");
-    std::fs::write(&cfg, format!("[paths]\nffmpeg = {:?}\n", missing.display().to_string())).expect("write config");
+    std::fs::write(
+        &cfg,
+        format!("[paths]\nffmpeg = {:?}\n", missing.display().to_string()),
+    )
+    .expect("write config");
     let empty_path = tmp.path().join("empty-bin");
     std::fs::create_dir(&empty_path).expect("mkdir");
     let absent_cfg = tmp.path().join("absent.toml");
     let cases: [(Vec<&std::ffi::OsStr>, Option<&std::path::Path>, i32, &str); 3] = [
-        (vec!["-c".as_ref(), cfg.as_os_str()], None, 3, "ffmpeg not found"),
+        (
+            vec!["-c".as_ref(), cfg.as_os_str()],
+            None,
+            3,
+            "ffmpeg not found",
+        ),
         (vec![], Some(&empty_path), 3, "ffmpeg not found"),
-        (vec!["-c".as_ref(), absent_cfg.as_os_str()], None, 4, "cannot read config file"),
+        (
+            vec!["-c".as_ref(), absent_cfg.as_os_str()],
+            None,
+            4,
+            "cannot read config file",
+        ),
     ];
     for (args, path, code, msg) in cases {
         let mut c = Command::new(common::bin());
         c.args(["demo", "--duration", "1s"]).args(&args);
-        c.env_remove("MEDIAMTX_STREAM_MANAGER_CONFIG").stdin(Stdio::null());
+        c.env_remove("MEDIAMTX_STREAM_MANAGER_CONFIG")
+            .stdin(Stdio::null());
         if let Some(p) = path {
             c.env("PATH", p);
         }
@@ -146,6 +173,9 @@ fn demo_exit_codes_without_ffmpeg_or_config() {
         assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
         assert!(err.contains(msg), "{args:?}: {err}");
         assert_eq!(err.lines().count(), 1, "one line: {err}");
-        assert!(!String::from_utf8_lossy(&out.stdout).contains("state and logs"), "{args:?}");
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("state and logs"),
+            "{args:?}"
+        );
     }
 }

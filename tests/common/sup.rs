@@ -152,7 +152,7 @@ pub fn marked(state_dir: &Path) -> Vec<(i32, String)> {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
         let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
         let vars: Vec<String> = env.split(|b| *b == 0).map(|v| String::from_utf8_lossy(v).into_owned()).collect();
-        if !vars.iter().any(|v| *v == want) {
+        if !vars.contains(&want) {
             continue;
         }
         if is_zombie(pid) {
