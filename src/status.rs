@@ -222,16 +222,21 @@ pub fn render(s: &Snapshot) -> String {
         out.push_str(&dev);
         out.push('\n');
         if let Some(p) = &st.progress {
-            out.push_str(&format!(
-                "  ffmpeg: out {} bytes, {}, speed {}\n",
-                p.total_size
-                    .map(|t| t.to_string())
-                    .unwrap_or_else(|| "?".into()),
-                p.out_time_s.map(secs).unwrap_or_else(|| "?".into()),
-                p.speed
-                    .map(|x| format!("{x:.2}x"))
-                    .unwrap_or_else(|| "?".into())
-            ));
+            // ffmpeg's RTSP muxer reports no size or bitrate; show what it does report.
+            let mut parts = vec![format!(
+                "out_time {}",
+                p.out_time_s.map(secs).unwrap_or_else(|| "?".into())
+            )];
+            if let Some(x) = p.speed {
+                parts.push(format!("speed {x:.2}x"));
+            }
+            if let Some(t) = p.total_size {
+                parts.push(format!("{t} bytes out"));
+            }
+            if let Some(b) = p.bitrate_kbps {
+                parts.push(format!("{b:.1} kbit/s"));
+            }
+            out.push_str(&format!("  ffmpeg: {}\n", parts.join(", ")));
         }
         if let Some(m) = &st.mediamtx {
             out.push_str(&format!(
