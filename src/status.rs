@@ -187,10 +187,13 @@ pub fn render(s: &Snapshot) -> String {
             }
             _ => st.state.clone(),
         };
+        // MediaMTX's inbound rate when the API is on (ffmpeg's RTSP muxer reports none).
         let rate = st
-            .progress
+            .mediamtx
             .as_ref()
-            .and_then(|p| p.bitrate_kbps)
+            .and_then(|m| m.inbound_rate_bps)
+            .map(|r| r * 8.0 / 1000.0)
+            .or_else(|| st.progress.as_ref().and_then(|p| p.bitrate_kbps))
             .map(|b| format!("{b:.1}"))
             .unwrap_or_else(|| "-".into());
         out.push_str(&format!(
