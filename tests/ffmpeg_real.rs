@@ -368,3 +368,38 @@ fn a_tone_is_not_silence() {
     let err = snapshot(&p.stderr);
     assert!(err.iter().all(|l| silence_event(l).is_none()), "{err:?}");
 }
+
+/// The supervision tests' stand-in speaks the same `-progress` dialect we parse,
+/// and exits 255 on SIGINT like ffmpeg.
+#[test]
+fn fake_ffmpeg_progress_parses_and_sigint_exits_255() {
+    let fake = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake-ffmpeg");
+    let mut cmd = Command::new(fake);
+    cmd.args(["-i", "x"])
+        .env("FAKE_FFMPEG_MODE", "run")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut g = Guard::spawn(cmd);
+    let stdout = collect_lines(g.child.stdout.take().expect("stdout"));
+    let stderr = collect_lines(g.child.stderr.take().expect("stderr"));
+    std::thread::sleep(Duration::from_millis(350));
+    unsafe {
+        libc::kill(g.pid(), libc::SIGINT);
+    }
+    let st = g.wait_for(Duration::from_secs(2)).and_then(|s| s.code());
+    assert_eq!(st, Some(255));
+    let mut parser = ProgressParser::default();
+    let times: Vec<i64> = snapshot(&stdout)
+        .iter()
+        .filter_map(|l| parser.feed(l))
+        .filter_map(|b| b.out_time_us)
+        .collect();
+    assert!(
+        times.len() >= 2 && times.windows(2).all(|w| w[1] > w[0]),
+        "{times:?}"
+    );
+    assert_eq!(
+        snapshot(&stderr).first().map(String::as_str),
+        Some("fake-ffmpeg: -i x")
+    );
+}
