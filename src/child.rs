@@ -106,7 +106,10 @@ pub fn find_marked(state_dir: &Path) -> Vec<Marked> {
         let mut stream = None;
         let mut state_ok = false;
         for kv in env.split(|b| *b == 0) {
-            if let Some(v) = kv.strip_prefix(MARKER.as_bytes()).and_then(|r| r.strip_prefix(b"=")) {
+            if let Some(v) = kv
+                .strip_prefix(MARKER.as_bytes())
+                .and_then(|r| r.strip_prefix(b"="))
+            {
                 stream = Some(String::from_utf8_lossy(v).into_owned());
             } else if let Some(v) = kv
                 .strip_prefix(MARKER_STATE.as_bytes())

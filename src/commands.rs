@@ -64,19 +64,29 @@ pub fn start(global: &Global, foreground: bool) -> Result<Exit, Error> {
     let source = HostSource::new(global, &settings)?;
     let daemonized = std::env::var_os(DAEMON_ENV).is_some();
     if !foreground && !daemonized && std::env::var_os("NOTIFY_SOCKET").is_none() {
-        return daemonize(&settings);
+        return daemonize(&settings, global);
     }
     run_supervisor(settings, Box::new(source), daemonized)
 }
 
 /// Take the lock, wait for devices and MediaMTX, supervise until stopped.
-pub fn run_supervisor(settings: Settings, source: Box<dyn StreamSource>, daemonized: bool) -> Result<Exit, Error> {
+pub fn run_supervisor(
+    settings: Settings,
+    source: Box<dyn StreamSource>,
+    daemonized: bool,
+) -> Result<Exit, Error> {
     let lock = InstanceLock::acquire(&settings.paths.state_dir)?;
     if daemonized {
         let path = settings.paths.log_dir.join("supervisor.log");
-        crate::logs::log_to_file(&path, settings.logs.max_size, settings.logs.keep).map_err(|e| {
-            Error::general(format!("cannot open {}: {}", path.display(), crate::util::io_reason(&e)))
-        })?;
+        crate::logs::log_to_file(&path, settings.logs.max_size, settings.logs.keep).map_err(
+            |e| {
+                Error::general(format!(
+                    "cannot open {}: {}",
+                    path.display(),
+                    crate::util::io_reason(&e)
+                ))
+            },
+        )?;
     }
     let mut sup = Supervisor::new(settings.clone(), source);
     let found = sup.wait_for_streams(settings.startup.device_wait);
@@ -97,7 +107,10 @@ pub fn run_supervisor(settings: Settings, source: Box<dyn StreamSource>, daemoni
     sup.prepare()?;
     crate::metrics_out::serve(&settings, sup.registry(), sup.info())?;
     sup.launch();
-    log::info!("supervisor started (pid {}), {found} stream(s)", std::process::id());
+    log::info!(
+        "supervisor started (pid {}), {found} stream(s)",
+        std::process::id()
+    );
     if daemonized {
         detach_stdio();
     }
@@ -143,25 +156,37 @@ fn detach_stdio() {
 
 /// Re-exec ourselves in the foreground in a new session (never fork a threaded
 /// process), relay its early failure, or wait for each stream's first verdict.
-fn daemonize(settings: &Settings) -> Result<Exit, Error> {
+fn daemonize(settings: &Settings, global: &Global) -> Result<Exit, Error> {
     let state_dir = &settings.paths.state_dir;
     if lock::is_held(state_dir) {
-        let holder = lock::recorded_pid(state_dir).map(|p| format!(" (pid {p})")).unwrap_or_default();
-        return Err(Error::new(Exit::LockHeld, format!("another supervisor is running{holder}")));
+        let holder = lock::recorded_pid(state_dir)
+            .map(|p| format!(" (pid {p})"))
+            .unwrap_or_default();
+        return Err(Error::new(
+            Exit::LockHeld,
+            format!("another supervisor is running{holder}"),
+        ));
     }
-    let exe = std::env::current_exe().map_err(|e| Error::general(format!("cannot find own binary: {e}")))?;
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::general(format!("cannot find own binary: {e}")))?;
     let mut cmd = Command::new(exe);
-    cmd.args(std::env::args_os().skip(1))
-        .arg("--foreground")
+    cmd.args(global_args(global))
+        .args(["start", "--foreground"])
         .env(DAEMON_ENV, "1")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     // SAFETY: setsid is async-signal-safe.
     unsafe {
-        cmd.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from));
+        cmd.pre_exec(|| {
+            nix::unistd::setsid()
+                .map(|_| ())
+                .map_err(std::io::Error::from)
+        });
     }
-    let mut child = cmd.spawn().map_err(|e| Error::general(format!("cannot start the daemon: {e}")))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Error::general(format!("cannot start the daemon: {e}")))?;
     let mut early = String::new();
     if let Some(mut err) = child.stderr.take() {
         let _ = (&mut err).take(1 << 20).read_to_string(&mut early);
@@ -199,6 +224,34 @@ fn daemonize(settings: &Settings) -> Result<Exit, Error> {
     Ok(Exit::Ok)
 }
 
+/// The global options as arguments, so a re-exec (daemon, `restart`) runs with the same.
+fn global_args(g: &Global) -> Vec<std::ffi::OsString> {
+    let mut a: Vec<std::ffi::OsString> = Vec::new();
+    if let Some(c) = &g.config {
+        a.push("-c".into());
+        a.push(std::path::absolute(c).unwrap_or_else(|_| c.clone()).into());
+    }
+    if let Some(m) = g.mode {
+        a.extend(["-m".into(), m.as_str().into()]);
+    }
+    if let Some(f) = g.filter {
+        a.extend(["-f".into(), f.as_str().into()]);
+    }
+    if let Some(n) = &g.name {
+        a.extend(["-n".into(), n.into()]);
+    }
+    if g.debug {
+        a.push("-d".into());
+    }
+    for _ in 0..g.verbose {
+        a.push("-v".into());
+    }
+    if g.quiet {
+        a.push("-q".into());
+    }
+    a
+}
+
 fn report_line(st: &StreamStatus) -> String {
     if st.state == "running" {
         format!("[OK] {}", st.url)
@@ -217,8 +270,15 @@ fn live_supervisor(state_dir: &Path) -> Option<i32> {
     let pid = lock::recorded_pid(state_dir)?;
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let argv0 = cmdline.split(|b| *b == 0).next()?;
-    let name = Path::new(std::str::from_utf8(argv0).ok()?).file_name()?.to_str()?.to_string();
-    let me = std::env::current_exe().ok()?.file_name()?.to_str()?.to_string();
+    let name = Path::new(std::str::from_utf8(argv0).ok()?)
+        .file_name()?
+        .to_str()?
+        .to_string();
+    let me = std::env::current_exe()
+        .ok()?
+        .file_name()?
+        .to_str()?
+        .to_string();
     (name == me || name.contains("mediamtx-stream-manager")).then_some(pid)
 }
 
@@ -287,7 +347,9 @@ pub fn force_stop(global: &Global) -> Result<Exit, Error> {
         let _ = std::fs::remove_file(lock::pid_path(state_dir));
     }
     match killed_sup {
-        Some(pid) => println!("killed supervisor pid {pid}; killed {killed} leftover ffmpeg process(es)"),
+        Some(pid) => {
+            println!("killed supervisor pid {pid}; killed {killed} leftover ffmpeg process(es)")
+        }
         None => println!("no supervisor running; killed {killed} leftover ffmpeg process(es)"),
     }
     Ok(Exit::Ok)
@@ -300,12 +362,20 @@ pub fn restart(global: &Global, streams: Vec<String>, timeout: Duration) -> Resu
     }
     let settings = load(global)?;
     let state_dir = &settings.paths.state_dir;
-    match control::request(state_dir, &Request::Restart { streams: streams.clone() }, ANSWER) {
+    match control::request(
+        state_dir,
+        &Request::Restart {
+            streams: streams.clone(),
+        },
+        ANSWER,
+    ) {
         Ok(r) if r.ok => {
             println!("restarting {}", streams.join(", "));
             Ok(Exit::Ok)
         }
-        Ok(r) => Err(Error::general(r.error.unwrap_or_else(|| "restart refused".into()))),
+        Ok(r) => Err(Error::general(
+            r.error.unwrap_or_else(|| "restart refused".into()),
+        )),
         Err(ClientError::NotRunning) => Err(Error::general("supervisor not running")),
         Err(e) => Err(Error::general(e.to_string())),
     }
@@ -317,7 +387,10 @@ pub fn gather_status(settings: &Settings, global: &Global) -> Snapshot {
     let note = match control::request(state_dir, &Request::Status, ANSWER) {
         Ok(r) => match r.status {
             Some(s) => return s,
-            None => Some(r.error.unwrap_or_else(|| "supervisor gave no status".into())),
+            None => Some(
+                r.error
+                    .unwrap_or_else(|| "supervisor gave no status".into()),
+            ),
         },
         Err(ClientError::NotRunning) => None,
         Err(e) => Some(e.to_string()),
@@ -336,7 +409,8 @@ pub fn detect(settings: &Settings, global: &Global) -> Snapshot {
     let mut warnings = settings.warnings.clone();
     let streams = HostSource::new(global, settings)
         .and_then(|src| {
-            let devices = crate::devices::discover(&settings.paths.proc_asound, &settings.paths.dev_snd);
+            let devices =
+                crate::devices::discover(&settings.paths.proc_asound, &settings.paths.dev_snd);
             drop(src);
             let file = crate::config::legacy::DeviceFile::load(&settings.paths.device_config)?;
             source::configs_for(settings, file.as_ref(), &devices)
@@ -357,7 +431,11 @@ pub fn detect(settings: &Settings, global: &Global) -> Snapshot {
             error: r.err().map(|e| e.to_string()),
         }
     } else {
-        MediamtxInfo { enabled: false, api_url: crate::util::redact_url(&settings.mediamtx.api_url), ..Default::default() }
+        MediamtxInfo {
+            enabled: false,
+            api_url: crate::util::redact_url(&settings.mediamtx.api_url),
+            ..Default::default()
+        }
     };
     Snapshot {
         supervisor: SupervisorInfo {
@@ -391,7 +469,8 @@ pub fn status(global: &Global, json: bool) -> Result<Exit, Error> {
     let settings = Settings::load(global)?;
     let snap = gather_status(&settings, global);
     if json {
-        let text = serde_json::to_string_pretty(&snap).map_err(|e| Error::general(e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(&snap).map_err(|e| Error::general(e.to_string()))?;
         println!("{text}");
     } else {
         print!("{}", status::render(&snap));

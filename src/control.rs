@@ -126,8 +126,12 @@ impl std::fmt::Display for ClientError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ClientError::NotRunning => f.write_str("supervisor not running (no control socket)"),
-            ClientError::PermissionDenied => f.write_str("permission denied on the control socket (live details need root)"),
-            ClientError::Timeout => f.write_str("supervisor did not answer on the control socket in time"),
+            ClientError::PermissionDenied => {
+                f.write_str("permission denied on the control socket (live details need root)")
+            }
+            ClientError::Timeout => {
+                f.write_str("supervisor did not answer on the control socket in time")
+            }
             ClientError::Other(e) => f.write_str(e),
         }
     }
@@ -137,9 +141,15 @@ impl std::fmt::Display for ClientError {
 pub fn request(state_dir: &Path, req: &Request, timeout: Duration) -> Result<Reply, ClientError> {
     let path = socket_path(state_dir);
     let conn = UnixStream::connect(&path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => ClientError::NotRunning,
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+            ClientError::NotRunning
+        }
         std::io::ErrorKind::PermissionDenied => ClientError::PermissionDenied,
-        _ => ClientError::Other(format!("{}: {}", path.display(), crate::util::io_reason(&e))),
+        _ => ClientError::Other(format!(
+            "{}: {}",
+            path.display(),
+            crate::util::io_reason(&e)
+        )),
     })?;
     let _ = conn.set_read_timeout(Some(timeout));
     let _ = conn.set_write_timeout(Some(timeout));
@@ -150,9 +160,18 @@ pub fn request(state_dir: &Path, req: &Request, timeout: Duration) -> Result<Rep
         .map_err(|e| ClientError::Other(crate::util::io_reason(&e)))?;
     let mut line = String::new();
     match BufReader::new(&conn).take(64 << 20).read_line(&mut line) {
-        Ok(0) => Err(ClientError::Other("supervisor closed the connection".into())),
-        Ok(_) => serde_json::from_str(&line).map_err(|e| ClientError::Other(format!("bad reply: {e}"))),
-        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+        Ok(0) => Err(ClientError::Other(
+            "supervisor closed the connection".into(),
+        )),
+        Ok(_) => {
+            serde_json::from_str(&line).map_err(|e| ClientError::Other(format!("bad reply: {e}")))
+        }
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
             Err(ClientError::Timeout)
         }
         Err(e) => Err(ClientError::Other(crate::util::io_reason(&e))),
@@ -174,17 +193,35 @@ mod tests {
             }),
         )
         .unwrap();
-        let mode = std::fs::metadata(socket_path(d.path())).unwrap().permissions().mode();
+        let mode = std::fs::metadata(socket_path(d.path()))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         let r = request(d.path(), &Request::Ping, Duration::from_secs(2)).unwrap();
         assert!(r.ok);
-        let r = request(d.path(), &Request::Restart { streams: vec!["x".into()] }, Duration::from_secs(2)).unwrap();
+        let r = request(
+            d.path(),
+            &Request::Restart {
+                streams: vec!["x".into()],
+            },
+            Duration::from_secs(2),
+        )
+        .unwrap();
         assert_eq!(r.error.as_deref(), Some("unknown stream: x"));
         assert_eq!(
-            serde_json::to_string(&Request::Restart { streams: vec!["a".into()] }).unwrap(),
+            serde_json::to_string(&Request::Restart {
+                streams: vec!["a".into()]
+            })
+            .unwrap(),
             r#"{"cmd":"restart","streams":["a"]}"#
         );
-        let e = request(&d.path().join("nope"), &Request::Ping, Duration::from_secs(1)).unwrap_err();
+        let e = request(
+            &d.path().join("nope"),
+            &Request::Ping,
+            Duration::from_secs(1),
+        )
+        .unwrap_err();
         assert!(matches!(e, ClientError::NotRunning));
     }
 }

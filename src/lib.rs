@@ -5,10 +5,11 @@
 
 pub mod child;
 pub mod cli;
-pub mod commands;
 pub mod cmd_config;
+pub mod commands;
 pub mod config;
 pub mod control;
+pub mod demo;
 pub mod devices;
 pub mod exit;
 pub mod ffmpeg;
@@ -130,9 +131,6 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
             let settings = config::Settings::load(g)?;
             cmd_config::run(&settings, check, json, init)
         }
-        _ => {
-            let _settings = config::Settings::load(g)?;
-            Err(Error::general("not implemented yet"))
-        }
+        Command::Demo { duration } => demo::run(g, duration),
     }
 }

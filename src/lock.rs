@@ -131,7 +131,11 @@ mod tests {
         assert!(is_held(d.path()));
         let e = InstanceLock::acquire(d.path()).err().unwrap();
         assert_eq!(e.exit, Exit::LockHeld);
-        assert!(e.message.contains(&format!("pid {}", std::process::id())), "{}", e.message);
+        assert!(
+            e.message.contains(&format!("pid {}", std::process::id())),
+            "{}",
+            e.message
+        );
         drop(l);
         assert!(!is_held(d.path()));
         assert!(lock_path(d.path()).exists(), "lock file is never deleted");

@@ -164,7 +164,9 @@ mod tests {
         let p = d.path().join("s.log");
         let mut log = RotatingLog::open(&p, 1024, 2).unwrap();
         for i in 0..200 {
-            log.line(&format!("line {i:04} ........................................"));
+            log.line(&format!(
+                "line {i:04} ........................................"
+            ));
         }
         drop(log);
         let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);

@@ -26,7 +26,10 @@ pub fn render(s: &Snapshot) -> String {
     e.gauge(
         &format!("{p}_build_info"),
         "Build information; always 1.",
-        &[("version", &s.supervisor.version), ("mode", &s.supervisor.mode)],
+        &[
+            ("version", &s.supervisor.version),
+            ("mode", &s.supervisor.mode),
+        ],
         1.0,
     );
     if s.mediamtx.enabled {
@@ -34,7 +37,11 @@ pub fn render(s: &Snapshot) -> String {
             &format!("{p}_mediamtx_up"),
             "1 when the MediaMTX control API answered the last poll.",
             &[],
-            if s.mediamtx.reachable == Some(true) { 1.0 } else { 0.0 },
+            if s.mediamtx.reachable == Some(true) {
+                1.0
+            } else {
+                0.0
+            },
         );
     }
     for st in &s.streams {
@@ -47,26 +54,75 @@ pub fn render(s: &Snapshot) -> String {
                 if st.state == state { 1.0 } else { 0.0 },
             );
         }
-        e.gauge(&format!("{p}_stream_up"), "1 when the stream is running and healthy.", &l, if st.is_ok() { 1.0 } else { 0.0 });
-        e.counter(&format!("{p}_stream_restarts_total"), "Children started after the first.", &l, st.restarts as f64);
-        e.gauge(&format!("{p}_stream_consecutive_failures"), "Failed runs since the last stable one.", &l, st.consecutive_failures as f64);
-        e.gauge(&format!("{p}_stream_uptime_seconds"), "Seconds the current child has run.", &l, st.uptime_s.unwrap_or(0.0));
+        e.gauge(
+            &format!("{p}_stream_up"),
+            "1 when the stream is running and healthy.",
+            &l,
+            if st.is_ok() { 1.0 } else { 0.0 },
+        );
+        e.counter(
+            &format!("{p}_stream_restarts_total"),
+            "Children started after the first.",
+            &l,
+            st.restarts as f64,
+        );
+        e.gauge(
+            &format!("{p}_stream_consecutive_failures"),
+            "Failed runs since the last stable one.",
+            &l,
+            st.consecutive_failures as f64,
+        );
+        e.gauge(
+            &format!("{p}_stream_uptime_seconds"),
+            "Seconds the current child has run.",
+            &l,
+            st.uptime_s.unwrap_or(0.0),
+        );
         if let Some(x) = &st.last_exit {
-            e.gauge(&format!("{p}_stream_last_exit_code"), "Exit code of the last child (-1 when killed by a signal).", &l, x.code.map(f64::from).unwrap_or(-1.0));
+            e.gauge(
+                &format!("{p}_stream_last_exit_code"),
+                "Exit code of the last child (-1 when killed by a signal).",
+                &l,
+                x.code.map(f64::from).unwrap_or(-1.0),
+            );
         }
         if let Some(pr) = &st.progress {
-            e.gauge(&format!("{p}_stream_progress_out_time_seconds"), "ffmpeg's out_time for the current child.", &l, pr.out_time_s.unwrap_or(0.0));
-            e.counter(&format!("{p}_stream_output_bytes_total"), "Bytes ffmpeg has written for the current child.", &l, pr.total_size.unwrap_or(0) as f64);
+            e.gauge(
+                &format!("{p}_stream_progress_out_time_seconds"),
+                "ffmpeg's out_time for the current child.",
+                &l,
+                pr.out_time_s.unwrap_or(0.0),
+            );
+            e.counter(
+                &format!("{p}_stream_output_bytes_total"),
+                "Bytes ffmpeg has written for the current child.",
+                &l,
+                pr.total_size.unwrap_or(0) as f64,
+            );
         }
-        e.gauge(&format!("{p}_stream_silent"), "1 when silencedetect reports silence.", &l, if st.silent { 1.0 } else { 0.0 });
+        e.gauge(
+            &format!("{p}_stream_silent"),
+            "1 when silencedetect reports silence.",
+            &l,
+            if st.silent { 1.0 } else { 0.0 },
+        );
         if let Some(m) = &st.mediamtx {
-            e.gauge(&format!("{p}_stream_mediamtx_path_available"), "1 when MediaMTX reports the path available.", &l, if m.available { 1.0 } else { 0.0 });
-            e.gauge(&format!("{p}_stream_mediamtx_inbound_bytes"), "MediaMTX's inbound byte counter for the path.", &l, m.inbound_bytes as f64);
+            e.gauge(
+                &format!("{p}_stream_mediamtx_path_available"),
+                "1 when MediaMTX reports the path available.",
+                &l,
+                if m.available { 1.0 } else { 0.0 },
+            );
+            e.gauge(
+                &format!("{p}_stream_mediamtx_inbound_bytes"),
+                "MediaMTX's inbound byte counter for the path.",
+                &l,
+                m.inbound_bytes as f64,
+            );
         }
     }
     e.render()
 }
-
 
 /// Render now; write the textfile if configured. Called every poll by the main loop.
 pub fn write(settings: &Settings, registry: &Registry, info: &Info) {
@@ -76,20 +132,33 @@ pub fn write(settings: &Settings, registry: &Registry, info: &Info) {
     let text = render(&snapshot(registry, info));
     if let Some(path) = &settings.metrics.textfile {
         if let Err(e) = crate::metrics::write_textfile(path, &text) {
-            log::warn!("cannot write metrics to {}: {}", path.display(), crate::util::io_reason(&e));
+            log::warn!(
+                "cannot write metrics to {}: {}",
+                path.display(),
+                crate::util::io_reason(&e)
+            );
         }
     }
 }
 
 /// Serve `/metrics` when `metrics.listen` is set; renders a fresh snapshot per scrape.
-pub fn serve(settings: &Settings, registry: Registry, info: Arc<Info>) -> Result<(), crate::exit::Error> {
+pub fn serve(
+    settings: &Settings,
+    registry: Registry,
+    info: Arc<Info>,
+) -> Result<(), crate::exit::Error> {
     let Some(listen) = &settings.metrics.listen else {
         return Ok(());
     };
-    let addr: std::net::SocketAddr = listen
-        .parse()
-        .map_err(|_| crate::exit::Error::config(format!("metrics.listen = {listen:?}: expected host:port")))?;
+    let addr: std::net::SocketAddr = listen.parse().map_err(|_| {
+        crate::exit::Error::config(format!("metrics.listen = {listen:?}: expected host:port"))
+    })?;
     crate::metrics::serve(addr, Arc::new(move || render(&snapshot(&registry, &info))))
         .map(|_| ())
-        .map_err(|e| crate::exit::Error::general(format!("cannot listen on {addr} for metrics: {}", crate::util::io_reason(&e))))
+        .map_err(|e| {
+            crate::exit::Error::general(format!(
+                "cannot listen on {addr} for metrics: {}",
+                crate::util::io_reason(&e)
+            ))
+        })
 }

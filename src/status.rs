@@ -110,9 +110,17 @@ fn secs(s: f64) -> String {
     } else if s < 3600.0 {
         format!("{}m{:02}s", (s / 60.0) as u64, (s % 60.0) as u64)
     } else if s < 86400.0 {
-        format!("{}h{:02}m", (s / 3600.0) as u64, ((s % 3600.0) / 60.0) as u64)
+        format!(
+            "{}h{:02}m",
+            (s / 3600.0) as u64,
+            ((s % 3600.0) / 60.0) as u64
+        )
     } else {
-        format!("{}d{:02}h", (s / 86400.0) as u64, ((s % 86400.0) / 3600.0) as u64)
+        format!(
+            "{}d{:02}h",
+            (s / 86400.0) as u64,
+            ((s % 86400.0) / 3600.0) as u64
+        )
     }
 }
 
@@ -134,7 +142,9 @@ pub fn render(s: &Snapshot) -> String {
         out.push_str(&format!(
             "supervisor: running (pid {}, up {}, mode {})",
             sup.pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into()),
-            sup.uptime_s.map(|u| secs(u as f64)).unwrap_or_else(|| "?".into()),
+            sup.uptime_s
+                .map(|u| secs(u as f64))
+                .unwrap_or_else(|| "?".into()),
             sup.mode
         ));
     } else {
@@ -149,8 +159,12 @@ pub fn render(s: &Snapshot) -> String {
         out.push_str("mediamtx:   API checks off (mediamtx.api = false)\n");
     } else {
         match (m.reachable, &m.version, &m.error) {
-            (Some(true), Some(v), _) => out.push_str(&format!("mediamtx:   reachable, {v} ({})\n", m.api_url)),
-            (Some(true), None, _) => out.push_str(&format!("mediamtx:   reachable ({})\n", m.api_url)),
+            (Some(true), Some(v), _) => {
+                out.push_str(&format!("mediamtx:   reachable, {v} ({})\n", m.api_url))
+            }
+            (Some(true), None, _) => {
+                out.push_str(&format!("mediamtx:   reachable ({})\n", m.api_url))
+            }
             (Some(false), _, Some(e)) => out.push_str(&format!("mediamtx:   UNREACHABLE: {e}\n")),
             _ => out.push_str(&format!("mediamtx:   not checked ({})\n", m.api_url)),
         }
@@ -168,13 +182,18 @@ pub fn render(s: &Snapshot) -> String {
     ));
     for st in &s.streams {
         let state = match st.next_retry_s {
-            Some(n) if st.state == "backoff" || st.state == "failed" => format!("{} {}", st.state, secs(n)),
+            Some(n) if st.state == "backoff" || st.state == "failed" => {
+                format!("{} {}", st.state, secs(n))
+            }
             _ => st.state.clone(),
         };
+        // MediaMTX's inbound rate when the API is on (ffmpeg's RTSP muxer reports none).
         let rate = st
-            .progress
+            .mediamtx
             .as_ref()
-            .and_then(|p| p.bitrate_kbps)
+            .and_then(|m| m.inbound_rate_bps)
+            .map(|r| r * 8.0 / 1000.0)
+            .or_else(|| st.progress.as_ref().and_then(|p| p.bitrate_kbps))
             .map(|b| format!("{b:.1}"))
             .unwrap_or_else(|| "-".into());
         out.push_str(&format!(
@@ -195,7 +214,10 @@ pub fn render(s: &Snapshot) -> String {
         let d = &st.device;
         let mut dev = format!("  device: {}", st.alsa_device);
         if let Some(c) = &d.card_id {
-            dev.push_str(&format!(" (card {} {c})", d.card.map(|n| n.to_string()).unwrap_or_default()));
+            dev.push_str(&format!(
+                " (card {} {c})",
+                d.card.map(|n| n.to_string()).unwrap_or_default()
+            ));
         }
         if let Some(b) = &d.by_id {
             dev.push_str(&format!(" by-id {b}"));
@@ -203,21 +225,40 @@ pub fn render(s: &Snapshot) -> String {
         out.push_str(&dev);
         out.push('\n');
         if let Some(p) = &st.progress {
-            out.push_str(&format!(
-                "  ffmpeg: out {} bytes, {}, speed {}\n",
-                p.total_size.map(|t| t.to_string()).unwrap_or_else(|| "?".into()),
-                p.out_time_s.map(secs).unwrap_or_else(|| "?".into()),
-                p.speed.map(|x| format!("{x:.2}x")).unwrap_or_else(|| "?".into())
-            ));
+            // ffmpeg's RTSP muxer reports no size or bitrate; show what it does report.
+            let mut parts = vec![format!(
+                "out_time {}",
+                p.out_time_s.map(secs).unwrap_or_else(|| "?".into())
+            )];
+            if let Some(x) = p.speed {
+                parts.push(format!("speed {x:.2}x"));
+            }
+            if let Some(t) = p.total_size {
+                parts.push(format!("{t} bytes out"));
+            }
+            if let Some(b) = p.bitrate_kbps {
+                parts.push(format!("{b:.1} kbit/s"));
+            }
+            out.push_str(&format!("  ffmpeg: {}\n", parts.join(", ")));
         }
         if let Some(m) = &st.mediamtx {
             out.push_str(&format!(
                 "  mediamtx: {}, inbound {} bytes{}, {} reader(s){}\n",
-                if m.available { "available" } else { "NOT available" },
+                if m.available {
+                    "available"
+                } else {
+                    "NOT available"
+                },
                 m.inbound_bytes,
-                m.inbound_rate_bps.map(|r| format!(" ({:.1} kbit/s)", r * 8.0 / 1000.0)).unwrap_or_default(),
+                m.inbound_rate_bps
+                    .map(|r| format!(" ({:.1} kbit/s)", r * 8.0 / 1000.0))
+                    .unwrap_or_default(),
                 m.readers,
-                if m.displaced { ", DISPLACED by another publisher" } else { "" }
+                if m.displaced {
+                    ", DISPLACED by another publisher"
+                } else {
+                    ""
+                }
             ));
         }
         if st.silent {
@@ -229,7 +270,10 @@ pub fn render(s: &Snapshot) -> String {
                 (None, Some(c)) => format!("exit {c}"),
                 _ => "exit".into(),
             };
-            let ago = e.ago_s.map(|a| format!(", {} ago", secs(a))).unwrap_or_default();
+            let ago = e
+                .ago_s
+                .map(|a| format!(", {} ago", secs(a)))
+                .unwrap_or_default();
             out.push_str(&format!("  last exit: {how}{ago}: {}\n", e.reason));
         }
         for n in &st.notes {

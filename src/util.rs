@@ -21,6 +21,32 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Redact credentials in every URL inside a free-text line (ffmpeg prints its URL in
+/// errors, e.g. `rtsp://user:secret@host:8554/x: Connection refused`).
+pub fn redact_text(line: &str) -> String {
+    if !line.contains('@') {
+        return line.to_string();
+    }
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c == '/' || c.is_whitespace())
+            .unwrap_or(tail.len());
+        match tail[..end].rfind('@') {
+            Some(at) => {
+                out.push_str("***");
+                rest = &tail[at..];
+            }
+            None => rest = tail,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Seconds since the Unix epoch (for display only; timing uses `Instant`).
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
@@ -38,11 +64,17 @@ mod tests {
         assert_eq!(redact_url("rtsp://u:p@h:8554/x"), "rtsp://***@h:8554/x");
         assert_eq!(redact_url("rtsp://h:8554/a@b"), "rtsp://h:8554/a@b");
         assert_eq!(redact_url("rtsp://h:8554"), "rtsp://h:8554");
+        assert_eq!(
+            redact_text("[tcp] rtsp://u:p@h:8554/x: refused; http://a:b@c/ ok"),
+            "[tcp] rtsp://***@h:8554/x: refused; http://***@c/ ok"
+        );
+        assert_eq!(redact_text("no url a@b"), "no url a@b");
     }
 }
 
-/// `2026-11-23T01:02:03Z` for a Unix time, without a date crate (civil-from-days).
-pub fn rfc3339(unix: u64) -> String {
+/// UTC calendar fields `(year, month, day, hour, minute, second)` of a Unix time,
+/// without a date crate (Howard Hinnant's days-to-civil algorithm).
+pub fn civil(unix: u64) -> (i64, i64, i64, u64, u64, u64) {
     let days = (unix / 86400) as i64;
     let secs = unix % 86400;
     let z = days + 719_468;
@@ -54,12 +86,13 @@ pub fn rfc3339(unix: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    (y, m, d, secs / 3600, secs % 3600 / 60, secs % 60)
+}
+
+/// `2026-11-23T01:02:03Z` for a Unix time.
+pub fn rfc3339(unix: u64) -> String {
+    let (y, m, d, hh, mm, ss) = civil(unix);
+    format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
 }
 
 #[cfg(test)]

@@ -159,7 +159,7 @@ fn filter_chain(silence: Option<&Silence>) -> String {
     let mut f = String::from("aresample=async=1:first_pts=0");
     if let Some(s) = silence {
         f.push_str(&format!(
-            ",silencedetect=noise={}dB:d={},ametadata=mode=print:file=pipe\\\\:2",
+            ",silencedetect=noise={}dB:d={},ametadata=mode=print:file=pipe\\\\:2:direct=1",
             s.db,
             s.duration.as_secs_f64()
         ));
@@ -289,7 +289,7 @@ mod tests {
         assert_eq!(
             got[i + 1],
             "aresample=async=1:first_pts=0,silencedetect=noise=-50dB:d=1.5,\
-             ametadata=mode=print:file=pipe\\\\:2"
+             ametadata=mode=print:file=pipe\\\\:2:direct=1"
         );
         let s = Silence {
             db: -60.5,

@@ -63,7 +63,12 @@ pub fn snapshot(registry: &Registry, info: &Info) -> Snapshot {
         .read()
         .map(|r| {
             r.values()
-                .map(|h| h.shared.lock().unwrap_or_else(|e| e.into_inner()).snapshot(now))
+                .map(|h| {
+                    h.shared
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .snapshot(now)
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -150,7 +155,11 @@ impl Supervisor {
         let state_dir = &self.settings.paths.state_dir;
         let streams_dir = state_dir.join("streams");
         std::fs::create_dir_all(&streams_dir).map_err(|e| {
-            Error::general(format!("cannot create {}: {}", streams_dir.display(), crate::util::io_reason(&e)))
+            Error::general(format!(
+                "cannot create {}: {}",
+                streams_dir.display(),
+                crate::util::io_reason(&e)
+            ))
         })?;
         std::fs::create_dir_all(&self.settings.paths.log_dir).map_err(|e| {
             Error::general(format!(
@@ -187,8 +196,15 @@ impl Supervisor {
                     if streams.is_empty() {
                         return Reply::err("name at least one stream");
                     }
-                    let known = registry.read().map(|r| r.keys().cloned().collect::<Vec<_>>()).unwrap_or_default();
-                    let unknown: Vec<_> = streams.iter().filter(|s| !known.contains(s)).cloned().collect();
+                    let known = registry
+                        .read()
+                        .map(|r| r.keys().cloned().collect::<Vec<_>>())
+                        .unwrap_or_default();
+                    let unknown: Vec<_> = streams
+                        .iter()
+                        .filter(|s| !known.contains(s))
+                        .cloned()
+                        .collect();
                     if !unknown.is_empty() {
                         return Reply::err(format!("unknown stream: {}", unknown.join(", ")));
                     }
@@ -261,7 +277,11 @@ impl Supervisor {
         let mut seen = Vec::new();
         for cfg in configs {
             seen.push(cfg.name.clone());
-            let handle = self.registry.read().ok().and_then(|r| r.get(&cfg.name).cloned());
+            let handle = self
+                .registry
+                .read()
+                .ok()
+                .and_then(|r| r.get(&cfg.name).cloned());
             match handle {
                 None => {
                     log::info!("{}: device found, starting stream", cfg.name);
@@ -288,7 +308,12 @@ impl Supervisor {
         for name in gone {
             log::warn!("{name}: device removed, waiting for it");
             self.present.insert(name.clone(), false);
-            if let Some(h) = self.registry.read().ok().and_then(|r| r.get(&name).cloned()) {
+            if let Some(h) = self
+                .registry
+                .read()
+                .ok()
+                .and_then(|r| r.get(&name).cloned())
+            {
                 let _ = h.tx.send(Msg::DeviceGone);
             }
         }

@@ -34,10 +34,13 @@ pub enum Verdict {
 
 /// Update `track` with the path as MediaMTX reports it now and judge it.
 pub fn judge(track: &mut Track, path: Option<&PathInfo>, now: Instant) -> (Verdict, PathView) {
-    let (available, bytes) = path.map(|p| (p.available, p.inbound_bytes)).unwrap_or((false, 0));
+    let (available, bytes) = path
+        .map(|p| (p.available, p.inbound_bytes))
+        .unwrap_or((false, 0));
     let grew = bytes > track.last_bytes;
     let dt = now.saturating_duration_since(track.last_at).as_secs_f64();
-    let rate = (dt > 0.0 && bytes >= track.last_bytes).then(|| (bytes - track.last_bytes) as f64 / dt);
+    let rate =
+        (dt > 0.0 && bytes >= track.last_bytes).then(|| (bytes - track.last_bytes) as f64 / dt);
     let source_id = path.and_then(|p| p.source_id.clone());
     let displaced = match (&track.source_id, &source_id) {
         (Some(old), Some(new)) => old != new,
@@ -49,7 +52,11 @@ pub fn judge(track: &mut Track, path: Option<&PathInfo>, now: Instant) -> (Verdi
     track.last_bytes = bytes;
     track.last_at = now;
     let problem = if !available {
-        Some(if path.is_none() { "path not found on MediaMTX".to_string() } else { "path not available on MediaMTX".to_string() })
+        Some(if path.is_none() {
+            "path not found on MediaMTX".to_string()
+        } else {
+            "path not available on MediaMTX".to_string()
+        })
     } else if !grew {
         Some(format!("inbound bytes not growing ({bytes})"))
     } else {
@@ -70,7 +77,10 @@ pub fn judge(track: &mut Track, path: Option<&PathInfo>, now: Instant) -> (Verdi
         }
         Some(why) => {
             let since = *track.bad_since.get_or_insert(now);
-            (Verdict::NotPublished(now.saturating_duration_since(since), why), view)
+            (
+                Verdict::NotPublished(now.saturating_duration_since(since), why),
+                view,
+            )
         }
     }
 }
@@ -91,79 +101,88 @@ pub fn start(settings: &Settings, registry: Registry, info: Arc<Info>) {
     let client = Client::new(&settings.mediamtx);
     let poll = settings.mediamtx.poll;
     let limit = settings.health.unpublished_timeout;
-    let spawned = std::thread::Builder::new().name("mediamtx".into()).spawn(move || {
-        let mut tracks: HashMap<String, Track> = HashMap::new();
-        loop {
-            let version = client.info();
-            let listed = match &version {
-                Ok(_) => client.list_paths(),
-                Err(e) => Err(e.clone()),
-            };
-            if let Ok(mut m) = info.mediamtx.lock() {
-                match (&version, &listed) {
-                    (Ok(v), Ok(_)) => {
-                        m.reachable = Some(true);
-                        m.version = v.version.clone();
-                        m.error = None;
-                    }
-                    (Err(e), _) | (_, Err(e)) => {
-                        m.reachable = Some(false);
-                        m.error = Some(e.to_string());
+    let spawned = std::thread::Builder::new()
+        .name("mediamtx".into())
+        .spawn(move || {
+            let mut tracks: HashMap<String, Track> = HashMap::new();
+            loop {
+                let version = client.info();
+                let listed = match &version {
+                    Ok(_) => client.list_paths(),
+                    Err(e) => Err(e.clone()),
+                };
+                if let Ok(mut m) = info.mediamtx.lock() {
+                    match (&version, &listed) {
+                        (Ok(v), Ok(_)) => {
+                            m.reachable = Some(true);
+                            m.version = v.version.clone();
+                            m.error = None;
+                        }
+                        (Err(e), _) | (_, Err(e)) => {
+                            m.reachable = Some(false);
+                            m.error = Some(e.to_string());
+                        }
                     }
                 }
-            }
-            let now = Instant::now();
-            let handles = registry.read().map(|r| r.clone()).unwrap_or_default();
-            match listed {
-                Ok(paths) => {
-                    let by_name: HashMap<&str, &PathInfo> = paths.iter().map(|p| (p.name.as_str(), p)).collect();
-                    for (name, h) in &handles {
-                        let mut s = h.shared.lock().unwrap_or_else(|e| e.into_inner());
-                        if s.state != State::Running {
-                            tracks.remove(name);
-                            s.published = None;
-                            s.touch();
-                            continue;
-                        }
-                        let t = tracks.entry(name.clone()).or_insert_with(|| Track::new(s.generation, now));
-                        if t.generation != s.generation {
-                            *t = Track::new(s.generation, now);
-                        }
-                        let (verdict, view) = judge(t, by_name.get(name.as_str()).copied(), now);
-                        if view.displaced && !s.mediamtx.as_ref().is_some_and(|m| m.displaced) {
-                            log::warn!("{name}: another publisher replaced ours on MediaMTX");
-                        }
-                        s.mediamtx = Some(view);
-                        match verdict {
-                            Verdict::Published => s.published = Some(true),
-                            Verdict::NotPublished(for_, why) => {
-                                s.published = Some(false);
-                                if for_ >= limit {
-                                    let reason = format!("not published: {why} for {}", crate::config::fmt_duration(for_));
-                                    log::warn!("{name}: {reason}; restarting");
-                                    let _ = h.tx.send(Msg::Kill(reason));
-                                    tracks.remove(name);
+                let now = Instant::now();
+                let handles = registry.read().map(|r| r.clone()).unwrap_or_default();
+                match listed {
+                    Ok(paths) => {
+                        let by_name: HashMap<&str, &PathInfo> =
+                            paths.iter().map(|p| (p.name.as_str(), p)).collect();
+                        for (name, h) in &handles {
+                            let mut s = h.shared.lock().unwrap_or_else(|e| e.into_inner());
+                            if s.state != State::Running {
+                                tracks.remove(name);
+                                s.published = None;
+                                s.touch();
+                                continue;
+                            }
+                            let t = tracks
+                                .entry(name.clone())
+                                .or_insert_with(|| Track::new(s.generation, now));
+                            if t.generation != s.generation {
+                                *t = Track::new(s.generation, now);
+                            }
+                            let (verdict, view) =
+                                judge(t, by_name.get(name.as_str()).copied(), now);
+                            if view.displaced && !s.mediamtx.as_ref().is_some_and(|m| m.displaced) {
+                                log::warn!("{name}: another publisher replaced ours on MediaMTX");
+                            }
+                            s.mediamtx = Some(view);
+                            match verdict {
+                                Verdict::Published => s.published = Some(true),
+                                Verdict::NotPublished(for_, why) => {
+                                    s.published = Some(false);
+                                    if for_ >= limit {
+                                        let reason = format!(
+                                            "not published: {why} for {}",
+                                            crate::config::fmt_duration(for_)
+                                        );
+                                        log::warn!("{name}: {reason}; restarting");
+                                        let _ = h.tx.send(Msg::Kill(reason));
+                                        tracks.remove(name);
+                                    }
                                 }
                             }
+                            s.touch();
                         }
-                        s.touch();
+                    }
+                    Err(_) => {
+                        // Unknown is not unhealthy: never kill children because the API is down.
+                        for h in handles.values() {
+                            let mut s = h.shared.lock().unwrap_or_else(|e| e.into_inner());
+                            s.published = None;
+                            s.touch();
+                        }
+                        for t in tracks.values_mut() {
+                            t.bad_since = None;
+                        }
                     }
                 }
-                Err(_) => {
-                    // Unknown is not unhealthy: never kill children because the API is down.
-                    for h in handles.values() {
-                        let mut s = h.shared.lock().unwrap_or_else(|e| e.into_inner());
-                        s.published = None;
-                        s.touch();
-                    }
-                    for t in tracks.values_mut() {
-                        t.bad_since = None;
-                    }
-                }
+                std::thread::sleep(poll);
             }
-            std::thread::sleep(poll);
-        }
-    });
+        });
     if let Err(e) = spawned {
         log::error!("cannot start the MediaMTX poller: {e}");
     }
@@ -205,7 +224,9 @@ mod tests {
             let (v, _) = judge(&mut t, p.as_ref(), now);
             match (v, want) {
                 (Verdict::Published, None) => {}
-                (Verdict::NotPublished(d, _), Some(secs)) => assert_eq!(d, Duration::from_secs(secs), "row {i}"),
+                (Verdict::NotPublished(d, _), Some(secs)) => {
+                    assert_eq!(d, Duration::from_secs(secs), "row {i}")
+                }
                 (v, w) => panic!("row {i}: got {v:?}, want {w:?}"),
             }
         }
@@ -219,6 +240,10 @@ mod tests {
         assert!(!judge(&mut t, Some(&p), t0).1.displaced);
         p.source_id = Some("other".into());
         p.inbound_bytes = 20;
-        assert!(judge(&mut t, Some(&p), t0 + Duration::from_secs(1)).1.displaced);
+        assert!(
+            judge(&mut t, Some(&p), t0 + Duration::from_secs(1))
+                .1
+                .displaced
+        );
     }
 }

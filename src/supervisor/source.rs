@@ -114,7 +114,11 @@ pub fn configs_for(
                     stream_config(
                         settings,
                         &s.name,
-                        ChildSpec { program: program.clone(), args, env: Vec::new() },
+                        ChildSpec {
+                            program: program.clone(),
+                            args,
+                            env: Vec::new(),
+                        },
                         s.device.as_ref().map(device_view).unwrap_or_default(),
                         s.alsa_device.clone(),
                         s.display_url.clone(),
@@ -127,7 +131,12 @@ pub fn configs_for(
             let Some(m) = streams::plan_multiplex(settings, file, devices)? else {
                 return Ok(Vec::new());
             };
-            let inputs: Vec<InputSpec> = m.inputs.iter().filter(|s| s.enabled).map(input_spec).collect();
+            let inputs: Vec<InputSpec> = m
+                .inputs
+                .iter()
+                .filter(|s| s.enabled)
+                .map(input_spec)
+                .collect();
             if inputs.is_empty() {
                 return Ok(Vec::new());
             }
@@ -147,12 +156,21 @@ pub fn configs_for(
             let notes = vec![format!(
                 "multiplex ({}) of: {}",
                 settings.multiplex.filter.as_str(),
-                m.inputs.iter().filter(|s| s.enabled).map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+                m.inputs
+                    .iter()
+                    .filter(|s| s.enabled)
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )];
             Ok(vec![stream_config(
                 settings,
                 &m.name,
-                ChildSpec { program, args, env: Vec::new() },
+                ChildSpec {
+                    program,
+                    args,
+                    env: Vec::new(),
+                },
                 DeviceView::default(),
                 alsa,
                 m.display_url.clone(),

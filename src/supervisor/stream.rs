@@ -317,7 +317,11 @@ impl Wrapper {
         let failed = backoff::is_failed(&self.cfg.backoff, failures);
         let until = Instant::now() + delay;
         self.with(|s| {
-            s.set_state(if failed { State::Failed } else { State::Backoff });
+            s.set_state(if failed {
+                State::Failed
+            } else {
+                State::Backoff
+            });
             s.next_retry_at = Some(until);
             s.pid = None;
         });
@@ -367,7 +371,11 @@ impl Wrapper {
         };
         let pid = proc.id();
         log::info!("{name}: started ffmpeg pid {pid}");
-        let pid_file = self.cfg.state_dir.join("streams").join(format!("{name}.pid"));
+        let pid_file = self
+            .cfg
+            .state_dir
+            .join("streams")
+            .join(format!("{name}.pid"));
         let _ = std::fs::write(&pid_file, format!("{pid}\n"));
         self.with(|s| {
             if s.generation > 0 {
@@ -391,7 +399,9 @@ impl Wrapper {
         let stderr = proc.stderr.take();
         let tx = self.tx.clone();
         if let Some(out) = stdout {
-            spawn_named(format!("{name}-progress"), move || read_progress(out, gen, tx));
+            spawn_named(format!("{name}-progress"), move || {
+                read_progress(out, gen, tx)
+            });
         }
         let (tail_tx, tail_rx) = mpsc::channel::<Vec<String>>();
         let log = RotatingLog::open(&self.cfg.log_path, self.cfg.log_max, self.cfg.log_keep);
@@ -407,6 +417,9 @@ impl Wrapper {
         let tx = self.tx.clone();
         spawn_named(format!("{name}-wait"), move || {
             let status = proc.wait();
+            // Anything ffmpeg forked dies with it; its inherited pipes then close, so the
+            // stderr reader reaches EOF at once instead of when the last straggler exits.
+            child::signal_group(pid, Signal::SIGKILL);
             // Give the stderr reader a moment to drain ffmpeg's last words (the reason).
             let tail = tail_rx
                 .recv_timeout(Duration::from_millis(300))
@@ -475,15 +488,36 @@ impl Wrapper {
                 }
                 Ok(Msg::Restart) => {
                     self.with(|s| s.consecutive_failures = 0);
-                    self.end(&mut ending, pid, true, "restarted on request".into(), Next::StartNow, true);
+                    self.end(
+                        &mut ending,
+                        pid,
+                        true,
+                        "restarted on request".into(),
+                        Next::StartNow,
+                        true,
+                    );
                 }
                 Ok(Msg::DeviceGone) => {
-                    self.end(&mut ending, pid, true, "device removed".into(), Next::Wait, true);
+                    self.end(
+                        &mut ending,
+                        pid,
+                        true,
+                        "device removed".into(),
+                        Next::Wait,
+                        true,
+                    );
                 }
                 Ok(Msg::Update(cfg)) | Ok(Msg::DeviceBack(cfg)) => {
                     if cfg.child != self.cfg.child {
                         pending_cfg = Some(*cfg);
-                        self.end(&mut ending, pid, true, "settings changed".into(), Next::StartNow, true);
+                        self.end(
+                            &mut ending,
+                            pid,
+                            true,
+                            "settings changed".into(),
+                            Next::StartNow,
+                            true,
+                        );
                     } else {
                         self.apply_cfg(*cfg);
                     }
@@ -497,7 +531,10 @@ impl Wrapper {
             let now = Instant::now();
             if let Some(e) = ending.as_mut() {
                 if e.kill_at.is_some_and(|t| now >= t) {
-                    log::warn!("{name}: pid {pid} ignored SIGINT for {:?}; SIGKILL", self.cfg.grace);
+                    log::warn!(
+                        "{name}: pid {pid} ignored SIGINT for {:?}; SIGKILL",
+                        self.cfg.grace
+                    );
                     child::signal_group(pid, Signal::SIGKILL);
                     e.kill_at = None;
                 }
@@ -587,7 +624,9 @@ impl Wrapper {
                     Some(e) => e.reason,
                     None => progress::exit_reason(&tail).unwrap_or_else(|| match (&signal, code) {
                         (Some(sig), _) => format!("killed by {sig}"),
-                        (None, Some(0)) => "exited with code 0 (a live capture never ends by itself)".into(),
+                        (None, Some(0)) => {
+                            "exited with code 0 (a live capture never ends by itself)".into()
+                        }
                         (None, Some(c)) => format!("exited with code {c}"),
                         _ => "exited".into(),
                     }),
@@ -596,7 +635,9 @@ impl Wrapper {
                 log::warn!(
                     "{name}: ffmpeg failed after {:.1}s ({}): {reason}",
                     ran.as_secs_f64(),
-                    signal.clone().unwrap_or_else(|| format!("code {}", code.unwrap_or(-1)))
+                    signal
+                        .clone()
+                        .unwrap_or_else(|| format!("code {}", code.unwrap_or(-1)))
                 );
                 self.record_failure_with(code, signal, reason);
                 Next::Backoff
@@ -617,7 +658,11 @@ impl Wrapper {
         self.with(|s| {
             // A run that lasted `stable_after` already reset the count while it ran.
             let stable = s.running_since.is_some_and(|t| t.elapsed() >= stable_after);
-            s.consecutive_failures = if stable { 1 } else { s.consecutive_failures.saturating_add(1) };
+            s.consecutive_failures = if stable {
+                1
+            } else {
+                s.consecutive_failures.saturating_add(1)
+            };
             s.last_exit = Some((
                 LastExit {
                     code,
@@ -701,6 +746,8 @@ fn read_stderr(
         // ffmpeg uses \r for in-place updates; keep the last segment.
         let text = String::from_utf8_lossy(&buf);
         let line = text.trim_end().rsplit('\r').next().unwrap_or("").trim_end();
+        let redacted = crate::util::redact_text(line);
+        let line = redacted.as_str();
         if line.is_empty() {
             continue;
         }

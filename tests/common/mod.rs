@@ -1,6 +1,8 @@
 //! Shared helpers for integration tests: the built binary, temp dirs, cleanup guards.
 #![allow(dead_code)]
 
+pub mod rtsp;
+
 use std::path::PathBuf;
 
 /// Path of the built binary under test.
@@ -19,6 +21,6 @@ pub fn require_ffmpeg() -> PathBuf {
     }
 }
 
+pub mod fake_host;
 pub mod mediamtx_mock;
 pub mod sup;
-pub mod fake_host;

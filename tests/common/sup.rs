@@ -20,6 +20,10 @@ pub struct Sup {
     /// Extra TOML appended to the generated config.
     pub extra: String,
     pub env: Vec<(String, String)>,
+    /// The ffmpeg the supervisor runs (default: the fake).
+    pub ffmpeg: PathBuf,
+    /// `[mediamtx] rtsp_url` (default: a port nobody listens on).
+    pub rtsp_url: String,
     /// `(table, key, value)` set over the generated config (see `set`).
     pub overrides: Vec<(String, String, String)>,
 }
@@ -30,7 +34,17 @@ impl Sup {
         let dir = tempfile::tempdir().expect("tempdir");
         let host = FakeHost::new(dir.path());
         let cfg = dir.path().join("manager.toml");
-        Sup { dir, host, cfg, foreground: None, extra: String::new(), env: Vec::new(), overrides: Vec::new() }
+        Sup {
+            dir,
+            host,
+            cfg,
+            foreground: None,
+            extra: String::new(),
+            env: Vec::new(),
+            ffmpeg: fake_ffmpeg(),
+            rtsp_url: "rtsp://127.0.0.1:1".into(),
+            overrides: Vec::new(),
+        }
     }
 
     pub fn state_dir(&self) -> PathBuf {
@@ -50,7 +64,12 @@ impl Sup {
 
     /// A USB card whose automatic stream name is its (udev-style) lowercase card id.
     pub fn usb(&mut self, card: u32, id: &str) {
-        self.host.add_usb_card(card, id, Some(&format!("usb-Test_{id}-00")), Some(&format!("pci-0000:01:00.0-usb-0:1.{card}:1.0")));
+        self.host.add_usb_card(
+            card,
+            id,
+            Some(&format!("usb-Test_{id}-00")),
+            Some(&format!("pci-0000:01:00.0-usb-0:1.{card}:1.0")),
+        );
     }
 
     /// Write the config: fake host paths, fake ffmpeg, scaled-down durations, then `extra`.
@@ -58,7 +77,7 @@ impl Sup {
         let d = self.dir.path();
         let text = format!(
             "[paths]\n{}state_dir = {:?}\nlog_dir = {:?}\ndevice_config = {:?}\nffmpeg = {:?}\n\
-             [mediamtx]\napi = false\nrtsp_url = \"rtsp://127.0.0.1:1\"\n\
+             [mediamtx]\napi = false\nrtsp_url = {:?}\n\
              [discovery]\nrescan = \"100ms\"\n\
              [startup]\ndevice_wait = \"1s\"\nreport_timeout = \"5s\"\n\
              [backoff]\ninitial = \"100ms\"\nmax = \"400ms\"\nstable_after = \"1500ms\"\nmax_failures = 50\nfailed_retry = \"1s\"\n\
@@ -69,7 +88,8 @@ impl Sup {
             self.state_dir().display().to_string(),
             self.log_dir().display().to_string(),
             d.join("audio-devices.conf").display().to_string(),
-            fake_ffmpeg().display().to_string(),
+            self.ffmpeg.display().to_string(),
+            self.rtsp_url,
             self.extra
         );
         let text = apply_overrides(&text, &self.overrides);
@@ -79,7 +99,8 @@ impl Sup {
     /// Set `key = value` (raw TOML value) in `[table]`, replacing the generated key if any,
     /// so a test can change e.g. `[mediamtx] api` without a duplicate-table error.
     pub fn set(&mut self, table: &str, key: &str, value: &str) -> &mut Sup {
-        self.overrides.push((table.to_string(), key.to_string(), value.to_string()));
+        self.overrides
+            .push((table.to_string(), key.to_string(), value.to_string()));
         self
     }
 
@@ -104,11 +125,15 @@ impl Sup {
         let child = self
             .cmd(&["start", "--foreground"])
             .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(self.dir.path().join("supervisor.err")).expect("stderr file")))
+            .stderr(Stdio::from(
+                std::fs::File::create(self.dir.path().join("supervisor.err")).expect("stderr file"),
+            ))
             .spawn()
             .expect("spawn supervisor");
         self.foreground = Some(child);
-        self.wait_for("supervisor answering", Duration::from_secs(10), |s| s.status().is_some());
+        self.wait_for("supervisor answering", Duration::from_secs(10), |s| {
+            s.status().is_some()
+        });
     }
 
     pub fn supervisor_stderr(&self) -> String {
@@ -125,7 +150,11 @@ impl Sup {
     }
 
     pub fn stream(&self, name: &str) -> Option<serde_json::Value> {
-        self.status()?["streams"].as_array()?.iter().find(|s| s["name"] == name).cloned()
+        self.status()?["streams"]
+            .as_array()?
+            .iter()
+            .find(|s| s["name"] == name)
+            .cloned()
     }
 
     /// Poll `cond` every 50 ms until true or panic after `limit` with the last status.
@@ -139,7 +168,9 @@ impl Sup {
         }
         panic!(
             "timed out after {limit:?} waiting for {what}\nstatus: {}\nsupervisor stderr:\n{}",
-            self.status().map(|s| s.to_string()).unwrap_or_else(|| "(none)".into()),
+            self.status()
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "(none)".into()),
             self.supervisor_stderr()
         );
     }
@@ -150,7 +181,11 @@ impl Sup {
     }
 
     pub fn supervisor_pid(&self) -> Option<i32> {
-        std::fs::read_to_string(self.state_dir().join("supervisor.pid")).ok()?.trim().parse().ok()
+        std::fs::read_to_string(self.state_dir().join("supervisor.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     }
 }
 
@@ -166,7 +201,10 @@ pub fn apply_overrides(text: &str, overrides: &[(String, String, String)]) -> St
             lines.push(line);
             continue;
         };
-        let end = lines[h + 1..].iter().position(|l| l.trim_start().starts_with('[')).map_or(lines.len(), |i| h + 1 + i);
+        let end = lines[h + 1..]
+            .iter()
+            .position(|l| l.trim_start().starts_with('['))
+            .map_or(lines.len(), |i| h + 1 + i);
         let is_key = |l: &String| l.split('=').next().is_some_and(|k| k.trim() == key);
         match lines[h + 1..end].iter().position(is_key) {
             Some(i) => lines[h + 1 + i] = line,
@@ -181,9 +219,16 @@ pub fn marked(state_dir: &Path) -> Vec<(i32, String)> {
     let want = format!("MEDIAMTX_STREAM_MANAGER_STATE={}", state_dir.display());
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
-        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
-        let vars: Vec<String> = env.split(|b| *b == 0).map(|v| String::from_utf8_lossy(v).into_owned()).collect();
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let vars: Vec<String> = env
+            .split(|b| *b == 0)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect();
         if !vars.contains(&want) {
             continue;
         }
@@ -192,7 +237,10 @@ pub fn marked(state_dir: &Path) -> Vec<(i32, String)> {
         }
         let stream = vars
             .iter()
-            .find_map(|v| v.strip_prefix("MEDIAMTX_STREAM_MANAGER_STREAM=").map(str::to_string))
+            .find_map(|v| {
+                v.strip_prefix("MEDIAMTX_STREAM_MANAGER_STREAM=")
+                    .map(str::to_string)
+            })
             .unwrap_or_default();
         out.push((pid, stream));
     }
