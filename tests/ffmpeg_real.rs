@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::rtsp::{collect_lines, free_port, snapshot, Audio, Guard, Lines, Receiver};
+use common::rtsp::{self, collect_lines, free_port, snapshot, Audio, Guard, Lines, Receiver};
 use mediamtx_stream_manager::cli::Filter;
 use mediamtx_stream_manager::config::params::Codec;
 use mediamtx_stream_manager::ffmpeg::argv::{self, Input, InputSpec, Output, Silence};
@@ -39,50 +39,6 @@ fn publish(args: &[String], alsa_conf: Option<&Path>) -> Publisher {
         stdout,
         stderr,
     }
-}
-
-/// A `type file` ALSA capture PCM named `name` replaying a 10 s sine made by ffmpeg,
-/// and `quiet` replaying 10 s of digital silence. (`type null` is no silent mic: with
-/// alsa-lib 1.2.8 it captures a constant at about -3.7 dBFS.)
-fn virtual_mic(dir: &Path, name: &str, rate: u32, channels: u32) -> std::path::PathBuf {
-    let raw = dir.join(format!("{name}.raw"));
-    let st = Command::new("ffmpeg")
-        .args([
-            "-nostdin",
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-        ])
-        .arg("-i")
-        .arg(format!("sine=frequency=440:sample_rate={rate}"))
-        .args([
-            "-ac",
-            &channels.to_string(),
-            "-t",
-            "10",
-            "-f",
-            "s16le",
-            "-y",
-        ])
-        .arg(&raw)
-        .status()
-        .expect("run ffmpeg");
-    assert!(st.success(), "could not make the tone file");
-    let zeros = dir.join("quiet.raw");
-    std::fs::write(&zeros, vec![0u8; (rate * channels * 2 * 10) as usize]).expect("zeros");
-    let pcm = |n: &str, file: &Path| {
-        format!(
-            "pcm.{n} {{\n  type file\n  slave.pcm \"null\"\n  file \"/dev/null\"\n  \
-             infile \"{}\"\n  format \"raw\"\n}}\n",
-            file.display()
-        )
-    };
-    let conf = dir.join("asound.conf");
-    let text = pcm(name, &raw) + &pcm("quiet", &zeros);
-    std::fs::write(&conf, text).expect("write asound.conf");
-    conf
 }
 
 fn out(codec: Codec, url: String) -> Output {
@@ -137,7 +93,7 @@ fn assert_tone(a: &Audio, channels: u32, codec: &str) {
 #[test]
 fn opus_from_a_real_alsa_device() {
     let dir = tempfile::tempdir().unwrap();
-    let conf = virtual_mic(dir.path(), "fakemic1", 48000, 2);
+    let conf = rtsp::virtual_mic(dir.path(), "fakemic1", 48000, 2);
     let mut rx = Receiver::start(dir.path(), "mic1");
     let spec = InputSpec {
         input: Input::Alsa {
@@ -156,7 +112,7 @@ fn opus_from_a_real_alsa_device() {
 #[test]
 fn opus_from_a_44100_alsa_device_is_resampled() {
     let dir = tempfile::tempdir().unwrap();
-    let conf = virtual_mic(dir.path(), "fakemic44", 44100, 1);
+    let conf = rtsp::virtual_mic(dir.path(), "fakemic44", 44100, 1);
     let mut rx = Receiver::start(dir.path(), "mic44");
     let spec = InputSpec {
         input: Input::Alsa {
@@ -313,7 +269,7 @@ fn refused_rtsp_connection_is_named() {
 #[test]
 fn silence_from_a_silent_alsa_device_is_reported_at_loglevel_warning() {
     let dir = tempfile::tempdir().unwrap();
-    let conf = virtual_mic(dir.path(), "fakemic2", 48000, 2);
+    let conf = rtsp::virtual_mic(dir.path(), "fakemic2", 48000, 2);
     let rx = Receiver::start_for(dir.path(), "quiet", 5.0);
     let spec = InputSpec {
         input: Input::Alsa {

@@ -3,49 +3,17 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::rtsp::Receiver;
+use common::rtsp::{self, Receiver};
 use common::sup::Sup;
-
-/// An ALSA config defining capture PCM `name` that plays a 440 Hz tone at real-time pace.
-fn virtual_mic(dir: &Path, name: &str) -> PathBuf {
-    let raw = dir.join(format!("{name}.raw"));
-    let st = std::process::Command::new("ffmpeg")
-        .args([
-            "-nostdin",
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-        ])
-        .arg("sine=frequency=440:sample_rate=48000")
-        .args(["-ac", "2", "-t", "30", "-f", "s16le", "-y"])
-        .arg(&raw)
-        .status()
-        .expect("run ffmpeg");
-    assert!(st.success(), "could not make the tone file");
-    let conf = dir.join("asound.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "pcm.{name} {{\n  type file\n  slave.pcm \"null\"\n  file \"/dev/null\"\n  infile \"{}\"\n  format \"raw\"\n}}\n",
-            raw.display()
-        ),
-    )
-    .expect("write asound.conf");
-    conf
-}
 
 #[test]
 fn virtual_microphone_reaches_a_real_rtsp_receiver() {
     common::require_ffmpeg();
     let mut s = Sup::new();
     s.usb(1, "garden");
-    let conf = virtual_mic(s.dir.path(), "fakemic1");
+    let conf = rtsp::virtual_mic(s.dir.path(), "fakemic1", 48000, 2);
     let mut rx = Receiver::start_for(s.dir.path(), "garden", 2.0);
     s.ffmpeg = "ffmpeg".into();
     s.rtsp_url = format!("rtsp://127.0.0.1:{}", rx.port());

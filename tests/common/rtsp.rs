@@ -265,3 +265,48 @@ pub fn collect_lines<R: std::io::Read + Send + 'static>(r: R) -> Lines {
 pub fn snapshot(lines: &Lines) -> Vec<String> {
     lines.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
+
+/// A `type file` ALSA capture PCM named `name` replaying a 30 s sine (longer than any test:
+/// past its end a `type file` PCM captures noise) made by ffmpeg,
+/// and `quiet` replaying 30 s of digital silence. (`type null` is no silent mic: with
+/// alsa-lib 1.2.8 it captures a constant at about -3.7 dBFS.)
+pub fn virtual_mic(dir: &Path, name: &str, rate: u32, channels: u32) -> PathBuf {
+    let raw = dir.join(format!("{name}.raw"));
+    let st = std::process::Command::new("ffmpeg")
+        .args([
+            "-nostdin",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+        ])
+        .arg("-i")
+        .arg(format!("sine=frequency=440:sample_rate={rate}"))
+        .args([
+            "-ac",
+            &channels.to_string(),
+            "-t",
+            "30",
+            "-f",
+            "s16le",
+            "-y",
+        ])
+        .arg(&raw)
+        .status()
+        .expect("run ffmpeg");
+    assert!(st.success(), "could not make the tone file");
+    let zeros = dir.join("quiet.raw");
+    std::fs::write(&zeros, vec![0u8; (rate * channels * 2 * 30) as usize]).expect("zeros");
+    let pcm = |n: &str, file: &Path| {
+        format!(
+            "pcm.{n} {{\n  type file\n  slave.pcm \"null\"\n  file \"/dev/null\"\n  \
+             infile \"{}\"\n  format \"raw\"\n}}\n",
+            file.display()
+        )
+    };
+    let conf = dir.join("asound.conf");
+    let text = pcm(name, &raw) + &pcm("quiet", &zeros);
+    std::fs::write(&conf, text).expect("write asound.conf");
+    conf
+}
