@@ -444,7 +444,7 @@ pub fn percent_encode(s: &str) -> String {
 }
 
 /// Decode `%XX` escapes; malformed escapes are kept literally.
-fn percent_decode(s: &str) -> String {
+pub fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -397,7 +397,7 @@ fn route(req: &MockRequest, s: &mut State) -> Answer {
         return list(&req.query, s);
     }
     if let Some(raw) = req.path.strip_prefix("/v3/paths/get/") {
-        let name = percent_decode(raw);
+        let name = mediamtx_stream_manager::mediamtx::percent_decode(raw);
         let version = s.version;
         return match s.paths.get_mut(&name) {
             Some(p) => {
@@ -484,27 +484,6 @@ fn read_path(name: &str, p: &mut MockPath, v: Version) -> Value {
         m.insert("outboundBytes".into(), json!(0));
     }
     o
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            if let Some(h) = s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
-                out.push(h);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Standard base64 with padding (what a Basic header carries).
