@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::errors::{utf8_error, Doc};
 use super::params::{self, PartialParams};
 use super::schema::{self, without_value, Dur, FileDoc, Flag, Int, Num, Param, Text, S};
-use super::{parse_filter, parse_mode, DeviceOverride, Settings};
+use super::{DeviceOverride, Settings};
 use crate::exit::Error;
 
 /// Bytes of a file (non-UTF-8 is an error naming the line of the first bad byte).
@@ -89,7 +89,7 @@ impl Read<'_, '_> {
             Some(f) if f.get_ref().0.is_finite() && (min..=max).contains(&f.get_ref().0) => {
                 Ok(Some(f.get_ref().0))
             }
-            Some(f) => Err(self.err(f.span(), &format!("expected a number {min}-{max}"))),
+            Some(f) => Err(self.err(f.span(), &format!("expected a number from {min} to {max}"))),
         }
     }
 
@@ -123,7 +123,7 @@ impl Read<'_, '_> {
     }
 
     fn apply(&self, f: FileDoc, s: &mut Settings) -> Result<(), Error> {
-        set!(s.mode, self.parsed(f.mode, parse_mode)?);
+        set!(s.mode, f.mode.map(|m| m.into_inner().0));
         if let Some(p) = f.paths {
             set!(s.paths.proc_asound, self.path(p.proc_asound)?);
             set!(s.paths.dev_snd, self.path(p.dev_snd)?);
@@ -206,7 +206,7 @@ impl Read<'_, '_> {
         }
         if let Some(m) = f.multiplex {
             set!(s.multiplex.name, self.text(m.name));
-            set!(s.multiplex.filter, self.parsed(m.filter, parse_filter)?);
+            set!(s.multiplex.filter, m.filter.map(|f| f.into_inner().0));
             if let Some(l) = m.devices {
                 s.multiplex.devices = Some(l.into_inner().0);
             }

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::units::{parse_duration, parse_size};
+use super::{parse_filter, parse_mode, Filter, Mode};
 
 /// An optional value with its place in the file.
 pub type S<T> = Option<Spanned<T>>;
@@ -17,7 +18,7 @@ pub type S<T> = Option<Spanned<T>>;
 #[derive(Deserialize, Default)]
 #[serde(expecting = "a table")]
 pub struct FileDoc {
-    pub mode: S<Text>,
+    pub mode: S<ModeV>,
     pub paths: Option<PathsT>,
     pub discovery: Option<DiscoveryT>,
     pub mediamtx: Option<MediamtxT>,
@@ -141,7 +142,7 @@ pub struct DeviceT {
 #[serde(expecting = "a table [multiplex]")]
 pub struct MultiplexT {
     pub name: S<Text>,
-    pub filter: S<Text>,
+    pub filter: S<FilterV>,
     pub devices: S<Names>,
 }
 
@@ -408,6 +409,24 @@ leaf_type!(
         Scalar::Str(s) => Ok(s),
         Scalar::Int(n) => Ok(n.to_string()),
         _ => Err("expected a string or integer".into()),
+    }
+);
+
+leaf_type!(
+    /// `individual` or `multiplex`.
+    ModeV(Mode),
+    |v| match v {
+        Scalar::Str(s) => parse_mode(&s),
+        _ => parse_mode(""),
+    }
+);
+
+leaf_type!(
+    /// `amix` or `amerge`.
+    FilterV(Filter),
+    |v| match v {
+        Scalar::Str(s) => parse_filter(&s),
+        _ => parse_filter(""),
     }
 );
 
