@@ -6,9 +6,9 @@ use std::path::Path;
 
 use serde_json::{json, Map, Value};
 
-use crate::config::Mode;
 use crate::config::legacy::DeviceFile;
 use crate::config::params::{Params, PartialParams};
+use crate::config::Mode;
 use crate::config::{fmt_duration, Settings};
 use crate::exit::{Error, Exit};
 use crate::streams::{self, StreamSpec};

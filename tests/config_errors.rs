@@ -25,7 +25,13 @@ fn run_check(file: &Path) -> Output {
 }
 
 /// (name, file bytes, line:col the error must name, key it must name, text it must contain)
-type Case = (&'static str, Vec<u8>, &'static str, &'static str, &'static str);
+type Case = (
+    &'static str,
+    Vec<u8>,
+    &'static str,
+    &'static str,
+    &'static str,
+);
 
 fn cases() -> Vec<Case> {
     let b = |s: &str| s.as_bytes().to_vec();
@@ -34,47 +40,293 @@ fn cases() -> Vec<Case> {
     let mut latin1 = b("[paths]\n# comment\nstate_dir = \"/run/caf");
     latin1.extend_from_slice(&[0xe9, b'"', b'\n']);
     vec![
-        ("duration without unit", b("[backoff]\ninitial = \"200\"\n"), "2:11", "backoff.initial", "= \"200\""),
-        ("duration bad unit", b("\n[health]\nstall_timeout = \"5 parsecs\"\n"), "3:17", "health.stall_timeout", "unit"),
-        ("duration as integer", b("[stop]\ngrace = 5\n"), "2:9", "stop.grace", "duration"),
-        ("mode as integer", b("mode = 1\n"), "1:8", "mode", "individual or multiplex"),
-        ("mode unknown", b("mode = \"stereo\"\n"), "1:8", "mode", "\"stereo\""),
-        ("filter unknown", b("[multiplex]\nfilter = \"sum\"\n"), "2:10", "multiplex.filter", "amix or amerge"),
-        ("bool as string", b("[mediamtx]\napi = \"yes\"\n"), "2:7", "mediamtx.api", "true or false"),
-        ("integer as string", b("[backoff]\nmax_failures = \"3\"\n"), "2:16", "backoff.max_failures", "integer"),
-        ("integer out of range", b("[logs]\nkeep = 0\n"), "2:8", "logs.keep", "1-100"),
-        ("float as string", b("[monitor]\ncpu_warn = \"high\"\n"), "2:12", "monitor.cpu_warn", "number"),
-        ("path as integer", b("[paths]\nlog_dir = 7\n"), "2:11", "paths.log_dir", "string"),
-        ("empty path", b("[paths]\nffmpeg = \"\"\n"), "2:10", "paths.ffmpeg", "non-empty"),
-        ("size bad unit", b("[logs]\nmax_size = \"10X\"\n"), "2:12", "logs.max_size", "size"),
-        ("section not a table", b("backoff = \"fast\"\n"), "1:11", "backoff", "table"),
-        ("list of names wrong", b("[multiplex]\ndevices = [\"a\", 2]\n"), "2:11", "multiplex.devices", "list"),
-        ("url scheme", b("[mediamtx]\napi_url = \"ftp://u:pw@h\"\n"), "2:11", "mediamtx.api_url", "http://"),
-        ("listen address", b("[metrics]\nlisten = \"everywhere\"\n"), "2:10", "metrics.listen", "host:port"),
-        ("bad codec default", b("[defaults]\ncodec = \"flac\"\n"), "2:9", "defaults.codec", "flac"),
-        ("device param range", b("[devices.garden]\nsample_rate = 7\n"), "2:15", "devices.\"garden\".sample_rate", "8000-384000"),
-        ("device bool", b("[devices.garden]\nenabled = 0\n"), "2:11", "devices.\"garden\".enabled", "true or false"),
-        ("device not a table", b("[devices]\ngarden = 5\n"), "2:10", "devices.\"garden\"", "table"),
-        ("device stream name", b("[devices.garden]\nstream = \"***\"\n"), "2:10", "devices.\"garden\".stream", "usable"),
-        ("device record", b("[devices.garden]\nrecord = \"on\"\n"), "2:10", "devices.\"garden\".record", "true or false"),
-        ("recording enabled", b("[recording]\nenabled = 1\n"), "2:11", "recording.enabled", "true or false"),
-        ("recording segment", b("[recording]\nsegment = \"10\"\n"), "2:11", "recording.segment", "unit"),
-        ("recording segment zero", b("[recording]\nsegment = \"0s\"\n"), "2:11", "recording.segment", "1s"),
-        ("recording format", b("[recording]\nformat = \"../x\"\n"), "2:10", "recording.format", "container"),
-        ("recording max_files", b("[recording]\nmax_files = -1\n"), "2:13", "recording.max_files", "integer"),
-        ("recording max_bytes", b("[recording]\nmax_bytes = \"lots\"\n"), "2:13", "recording.max_bytes", "size"),
-        ("recording dir", b("[recording]\ndir = false\n"), "2:7", "recording.dir", "string"),
-        ("health levels", b("[health]\nlevels = \"yes\"\n"), "2:10", "health.levels", "true or false"),
-        ("discovery watch", b("[discovery]\nwatch = 1\n"), "2:9", "discovery.watch", "true or false"),
-        ("names_file", b("[paths]\nnames_file = []\n"), "2:14", "paths.names_file", "string"),
-        ("multi-line string", b("[backoff]\ninitial = \"\"\"\nten\nseconds\"\"\"\n"), "2:11", "backoff.initial", "= \"\"\"…"),
-        ("1 MB value", huge.into_bytes(), "2:11", "backoff.initial", "xxxxxxxxxx…"),
-        ("1 MB device name", huge_name.into_bytes(), "2:12", "devices.\"nnnnnnnn", "1-32"),
-        ("duplicate key", b("[backoff]\ninitial = \"1s\"\ninitial = \"2s\"\n"), "3:1", "backoff.initial", "duplicate"),
-        ("duplicate table", b("[stop]\ngrace = \"1s\"\n[stop]\n"), "3:", "stop", "invalid TOML"),
-        ("syntax: unclosed header", b("[logs]\nkeep = 3\n[paths\n"), "3:7", "paths", "invalid TOML"),
-        ("syntax: unterminated string", b("[backoff]\ninitial = \"10s\n"), "2:", "backoff.initial", "invalid TOML"),
-        ("syntax: bare word", b("[backoff]\nmax = 5m\n"), "2:", "backoff.max", "invalid TOML"),
+        (
+            "duration without unit",
+            b("[backoff]\ninitial = \"200\"\n"),
+            "2:11",
+            "backoff.initial",
+            "= \"200\"",
+        ),
+        (
+            "duration bad unit",
+            b("\n[health]\nstall_timeout = \"5 parsecs\"\n"),
+            "3:17",
+            "health.stall_timeout",
+            "unit",
+        ),
+        (
+            "duration as integer",
+            b("[stop]\ngrace = 5\n"),
+            "2:9",
+            "stop.grace",
+            "duration",
+        ),
+        (
+            "mode as integer",
+            b("mode = 1\n"),
+            "1:8",
+            "mode",
+            "individual or multiplex",
+        ),
+        (
+            "mode unknown",
+            b("mode = \"stereo\"\n"),
+            "1:8",
+            "mode",
+            "\"stereo\"",
+        ),
+        (
+            "filter unknown",
+            b("[multiplex]\nfilter = \"sum\"\n"),
+            "2:10",
+            "multiplex.filter",
+            "amix or amerge",
+        ),
+        (
+            "bool as string",
+            b("[mediamtx]\napi = \"yes\"\n"),
+            "2:7",
+            "mediamtx.api",
+            "true or false",
+        ),
+        (
+            "integer as string",
+            b("[backoff]\nmax_failures = \"3\"\n"),
+            "2:16",
+            "backoff.max_failures",
+            "integer",
+        ),
+        (
+            "integer out of range",
+            b("[logs]\nkeep = 0\n"),
+            "2:8",
+            "logs.keep",
+            "1-100",
+        ),
+        (
+            "float as string",
+            b("[monitor]\ncpu_warn = \"high\"\n"),
+            "2:12",
+            "monitor.cpu_warn",
+            "number",
+        ),
+        (
+            "path as integer",
+            b("[paths]\nlog_dir = 7\n"),
+            "2:11",
+            "paths.log_dir",
+            "string",
+        ),
+        (
+            "empty path",
+            b("[paths]\nffmpeg = \"\"\n"),
+            "2:10",
+            "paths.ffmpeg",
+            "non-empty",
+        ),
+        (
+            "size bad unit",
+            b("[logs]\nmax_size = \"10X\"\n"),
+            "2:12",
+            "logs.max_size",
+            "size",
+        ),
+        (
+            "section not a table",
+            b("backoff = \"fast\"\n"),
+            "1:11",
+            "backoff",
+            "table",
+        ),
+        (
+            "list of names wrong",
+            b("[multiplex]\ndevices = [\"a\", 2]\n"),
+            "2:11",
+            "multiplex.devices",
+            "list",
+        ),
+        (
+            "url scheme",
+            b("[mediamtx]\napi_url = \"ftp://u:pw@h\"\n"),
+            "2:11",
+            "mediamtx.api_url",
+            "http://",
+        ),
+        (
+            "listen address",
+            b("[metrics]\nlisten = \"everywhere\"\n"),
+            "2:10",
+            "metrics.listen",
+            "host:port",
+        ),
+        (
+            "bad codec default",
+            b("[defaults]\ncodec = \"flac\"\n"),
+            "2:9",
+            "defaults.codec",
+            "flac",
+        ),
+        (
+            "device param range",
+            b("[devices.garden]\nsample_rate = 7\n"),
+            "2:15",
+            "devices.\"garden\".sample_rate",
+            "8000-384000",
+        ),
+        (
+            "device bool",
+            b("[devices.garden]\nenabled = 0\n"),
+            "2:11",
+            "devices.\"garden\".enabled",
+            "true or false",
+        ),
+        (
+            "device not a table",
+            b("[devices]\ngarden = 5\n"),
+            "2:10",
+            "devices.\"garden\"",
+            "table",
+        ),
+        (
+            "device stream name",
+            b("[devices.garden]\nstream = \"***\"\n"),
+            "2:10",
+            "devices.\"garden\".stream",
+            "usable",
+        ),
+        (
+            "device record",
+            b("[devices.garden]\nrecord = \"on\"\n"),
+            "2:10",
+            "devices.\"garden\".record",
+            "true or false",
+        ),
+        (
+            "recording enabled",
+            b("[recording]\nenabled = 1\n"),
+            "2:11",
+            "recording.enabled",
+            "true or false",
+        ),
+        (
+            "recording segment",
+            b("[recording]\nsegment = \"10\"\n"),
+            "2:11",
+            "recording.segment",
+            "unit",
+        ),
+        (
+            "recording segment zero",
+            b("[recording]\nsegment = \"0s\"\n"),
+            "2:11",
+            "recording.segment",
+            "1s",
+        ),
+        (
+            "recording format",
+            b("[recording]\nformat = \"../x\"\n"),
+            "2:10",
+            "recording.format",
+            "container",
+        ),
+        (
+            "recording max_files",
+            b("[recording]\nmax_files = -1\n"),
+            "2:13",
+            "recording.max_files",
+            "integer",
+        ),
+        (
+            "recording max_bytes",
+            b("[recording]\nmax_bytes = \"lots\"\n"),
+            "2:13",
+            "recording.max_bytes",
+            "size",
+        ),
+        (
+            "recording dir",
+            b("[recording]\ndir = false\n"),
+            "2:7",
+            "recording.dir",
+            "string",
+        ),
+        (
+            "health levels",
+            b("[health]\nlevels = \"yes\"\n"),
+            "2:10",
+            "health.levels",
+            "true or false",
+        ),
+        (
+            "discovery watch",
+            b("[discovery]\nwatch = 1\n"),
+            "2:9",
+            "discovery.watch",
+            "true or false",
+        ),
+        (
+            "names_file",
+            b("[paths]\nnames_file = []\n"),
+            "2:14",
+            "paths.names_file",
+            "string",
+        ),
+        (
+            "multi-line string",
+            b("[backoff]\ninitial = \"\"\"\nten\nseconds\"\"\"\n"),
+            "2:11",
+            "backoff.initial",
+            "= \"\"\"…",
+        ),
+        (
+            "1 MB value",
+            huge.into_bytes(),
+            "2:11",
+            "backoff.initial",
+            "xxxxxxxxxx…",
+        ),
+        (
+            "1 MB device name",
+            huge_name.into_bytes(),
+            "2:12",
+            "devices.\"nnnnnnnn",
+            "1-32",
+        ),
+        (
+            "duplicate key",
+            b("[backoff]\ninitial = \"1s\"\ninitial = \"2s\"\n"),
+            "3:1",
+            "backoff.initial",
+            "duplicate",
+        ),
+        (
+            "duplicate table",
+            b("[stop]\ngrace = \"1s\"\n[stop]\n"),
+            "3:",
+            "stop",
+            "invalid TOML",
+        ),
+        (
+            "syntax: unclosed header",
+            b("[logs]\nkeep = 3\n[paths\n"),
+            "3:7",
+            "paths",
+            "invalid TOML",
+        ),
+        (
+            "syntax: unterminated string",
+            b("[backoff]\ninitial = \"10s\n"),
+            "2:",
+            "backoff.initial",
+            "invalid TOML",
+        ),
+        (
+            "syntax: bare word",
+            b("[backoff]\nmax = 5m\n"),
+            "2:",
+            "backoff.max",
+            "invalid TOML",
+        ),
         ("non-UTF-8", latin1, "3:22", "paths.state_dir", "UTF-8"),
     ]
 }
@@ -150,13 +402,23 @@ fn precedence_cli_over_env_over_toml() {
     .unwrap();
     let get = |env: &[(&str, &str)], args: &[&str]| {
         let mut c = Command::new(common::bin());
-        for v in ["STREAM_MODE", "MULTIPLEX_FILTER_TYPE", "MULTIPLEX_STREAM_NAME", "MEDIAMTX_HOST"] {
+        for v in [
+            "STREAM_MODE",
+            "MULTIPLEX_FILTER_TYPE",
+            "MULTIPLEX_STREAM_NAME",
+            "MEDIAMTX_HOST",
+        ] {
             c.env_remove(v);
         }
         c.envs(env.iter().copied());
         c.args(["config", "--json", "-c"]).arg(&file).args(args);
         let o = c.output().unwrap();
-        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         let s = &v["settings"];
         (
@@ -192,12 +454,20 @@ fn new_settings_defaults_and_values_in_config_json() {
             .env_remove("STREAM_MODE")
             .output()
             .unwrap();
-        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         v["settings"].clone()
     };
     let d = json("");
-    assert_eq!(d["paths"]["names_file"], "/var/lib/mediamtx-stream-manager/names.json");
+    assert_eq!(
+        d["paths"]["names_file"],
+        "/var/lib/mediamtx-stream-manager/names.json"
+    );
     assert_eq!(d["health"]["levels"], true);
     assert_eq!(d["discovery"]["watch"], true);
     assert_eq!(

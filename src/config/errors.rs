@@ -146,7 +146,10 @@ impl<'a> Doc<'a> {
                 if name == "devices" {
                     for (k3, _) in v2.get_ref().as_table().into_iter().flatten() {
                         if !device_keys.contains(&k3.get_ref().as_ref()) {
-                            warn(k3, vec![name.into(), key2.clone(), k3.get_ref().to_string()]);
+                            warn(
+                                k3,
+                                vec![name.into(), key2.clone(), k3.get_ref().to_string()],
+                            );
                         }
                     }
                 } else if !known.contains(&key2.as_str()) {
@@ -159,7 +162,10 @@ impl<'a> Doc<'a> {
             .into_iter()
             .map(|(pos, key)| {
                 let (line, _) = line_col(self.text.as_bytes(), pos);
-                format!("{}:{line}: unknown key {key} (ignored)", self.file.display())
+                format!(
+                    "{}:{line}: unknown key {key} (ignored)",
+                    self.file.display()
+                )
             })
             .collect()
     }
@@ -201,7 +207,12 @@ fn rewrite(msg: &str) -> String {
 /// A syntax error: its line, column and the key on that line, if any.
 pub fn syntax_error(file: &Path, text: &str, e: &toml::de::Error) -> Error {
     let pos = e.span().map_or(0, |s| s.start);
-    located(file, text.as_bytes(), pos, &format!("invalid TOML: {}", e.message()))
+    located(
+        file,
+        text.as_bytes(),
+        pos,
+        &format!("invalid TOML: {}", e.message()),
+    )
 }
 
 /// Bytes that are not UTF-8: the line and column of the first bad byte.
@@ -242,10 +253,12 @@ pub fn key_on_line(text: &str, line: usize) -> Option<String> {
         return None;
     }
     let key = clip(key, MAX_SEGMENT * 2);
-    let section = lines[..line - 1]
-        .iter()
-        .rev()
-        .find_map(|l| l.trim().starts_with('[').then(|| header(l.trim())).flatten());
+    let section = lines[..line - 1].iter().rev().find_map(|l| {
+        l.trim()
+            .starts_with('[')
+            .then(|| header(l.trim()))
+            .flatten()
+    });
     Some(match section {
         Some(s) => format!("{s}.{key}"),
         None => key,
@@ -259,7 +272,13 @@ mod tests {
     #[test]
     fn offsets_to_line_col() {
         let t = "a = 1\nbé = \"x\"\n";
-        let table = [(0, (1, 1)), (4, (1, 5)), (6, (2, 1)), (11, (2, 5)), (99, (3, 1))];
+        let table = [
+            (0, (1, 1)),
+            (4, (1, 5)),
+            (6, (2, 1)),
+            (11, (2, 5)),
+            (99, (3, 1)),
+        ];
         for (pos, want) in table {
             assert_eq!(line_col(t.as_bytes(), pos), want, "{pos}");
         }

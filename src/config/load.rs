@@ -94,7 +94,11 @@ impl Read<'_, '_> {
     }
 
     /// A device parameter, validated like the legacy file; empty falls through.
-    fn param<T>(&self, v: S<Param>, parse: fn(&str) -> Result<T, String>) -> Result<Option<T>, Error> {
+    fn param<T>(
+        &self,
+        v: S<Param>,
+        parse: fn(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, Error> {
         let Some(v) = v else { return Ok(None) };
         let s = &v.get_ref().0;
         if s.trim().is_empty() {
@@ -117,7 +121,11 @@ impl Read<'_, '_> {
     }
 
     /// Parse a text value with `f`, naming the value's place on failure.
-    fn parsed<T>(&self, v: S<Text>, f: impl Fn(&str) -> Result<T, String>) -> Result<Option<T>, Error> {
+    fn parsed<T>(
+        &self,
+        v: S<Text>,
+        f: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, Error> {
         v.map(|t| f(&t.get_ref().0).map_err(|e| self.err(t.span(), &e)))
             .transpose()
     }
@@ -139,8 +147,14 @@ impl Read<'_, '_> {
         }
         if let Some(m) = f.mediamtx {
             set!(s.mediamtx.api, self.flag(m.api));
-            set!(s.mediamtx.api_url, self.parsed(m.api_url, |u| check_url(u, true))?);
-            set!(s.mediamtx.rtsp_url, self.parsed(m.rtsp_url, |u| check_url(u, false))?);
+            set!(
+                s.mediamtx.api_url,
+                self.parsed(m.api_url, |u| check_url(u, true))?
+            );
+            set!(
+                s.mediamtx.rtsp_url,
+                self.parsed(m.rtsp_url, |u| check_url(u, false))?
+            );
             s.mediamtx.username = self.text(m.username).filter(|u| !u.is_empty());
             s.mediamtx.password = self.text(m.password);
             set!(s.mediamtx.poll, self.dur(m.poll));
@@ -163,7 +177,10 @@ impl Read<'_, '_> {
         if let Some(h) = f.health {
             set!(s.health.stall_timeout, self.dur(h.stall_timeout));
             set!(s.health.start_timeout, self.dur(h.start_timeout));
-            set!(s.health.unpublished_timeout, self.dur(h.unpublished_timeout));
+            set!(
+                s.health.unpublished_timeout,
+                self.dur(h.unpublished_timeout)
+            );
             if let Some(db) = self.float(h.silence_db, -200.0, 0.0)? {
                 s.health.silence_db = Some(db);
             }
@@ -176,14 +193,29 @@ impl Read<'_, '_> {
         if let Some(m) = f.monitor {
             set!(s.monitor.grace, self.dur(m.grace));
             set!(s.monitor.fd_warn, self.uint(m.fd_warn, 1, u32::MAX as u64)?);
-            set!(s.monitor.fd_critical, self.uint(m.fd_critical, 1, u32::MAX as u64)?);
+            set!(
+                s.monitor.fd_critical,
+                self.uint(m.fd_critical, 1, u32::MAX as u64)?
+            );
             set!(s.monitor.cpu_warn, self.float(m.cpu_warn, 0.0, 10000.0)?);
-            set!(s.monitor.cpu_critical, self.float(m.cpu_critical, 0.0, 10000.0)?);
+            set!(
+                s.monitor.cpu_critical,
+                self.float(m.cpu_critical, 0.0, 10000.0)?
+            );
             set!(s.monitor.rss_warn_mb, self.uint(m.rss_warn_mb, 1, 1 << 30)?);
-            set!(s.monitor.rss_critical_mb, self.uint(m.rss_critical_mb, 1, 1 << 30)?);
+            set!(
+                s.monitor.rss_critical_mb,
+                self.uint(m.rss_critical_mb, 1, 1 << 30)?
+            );
         }
         if let Some(d) = f.defaults {
-            s.defaults = self.params([d.sample_rate, d.channels, d.bitrate, d.codec, d.thread_queue])?;
+            s.defaults = self.params([
+                d.sample_rate,
+                d.channels,
+                d.bitrate,
+                d.codec,
+                d.thread_queue,
+            ])?;
         }
         for (name, d) in f.devices.into_iter().flatten() {
             let stream = match d.stream {
@@ -196,7 +228,13 @@ impl Read<'_, '_> {
                 _ => None,
             };
             let o = DeviceOverride {
-                params: self.params([d.sample_rate, d.channels, d.bitrate, d.codec, d.thread_queue])?,
+                params: self.params([
+                    d.sample_rate,
+                    d.channels,
+                    d.bitrate,
+                    d.codec,
+                    d.thread_queue,
+                ])?,
                 stream,
                 alsa_device: self.text(d.alsa_device).filter(|x| !x.trim().is_empty()),
                 enabled: self.flag(d.enabled),
@@ -246,7 +284,8 @@ impl Read<'_, '_> {
 fn check_format(f: &str) -> Result<String, String> {
     let ok = !f.is_empty()
         && f.len() <= 16
-        && f.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        && f.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
     if ok {
         Ok(f.to_string())
     } else {
@@ -270,4 +309,102 @@ fn check_url(u: &str, http: bool) -> Result<String, String> {
         return Err("URL has no host".into());
     }
     Ok(u.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn err(text: &str) -> String {
+        from_toml(Path::new("/e/m.toml"), text).unwrap_err().message
+    }
+
+    /// Each kind of value error: place, key, value once, and why.
+    #[test]
+    fn value_errors_table() {
+        let table = [
+            ("[backoff]\ninitial = \"200\"\n", "/e/m.toml:2:11: backoff.initial = \"200\": invalid duration (needs a unit: ms, s, m, h)"),
+            ("mode = 1\n", "/e/m.toml:1:8: mode = 1: expected individual or multiplex"),
+            ("[logs]\nkeep = 101\n", "/e/m.toml:2:8: logs.keep = 101: expected an integer 1-100"),
+            ("[health]\nsilence_db = 3\n", "/e/m.toml:2:14: health.silence_db = 3: expected a number from -200 to 0"),
+            ("[mediamtx]\npassword = 5\n", "/e/m.toml:2:12: mediamtx.password = ***: expected a string"),
+            ("[mediamtx]\nrtsp_url = \"x://u:pw@h\"\n", "/e/m.toml:2:12: mediamtx.rtsp_url = \"x://***@h\": expected a URL starting with rtsp://"),
+            ("[recording]\nsegment = \"500ms\"\n", "/e/m.toml:2:11: recording.segment = \"500ms\": expected at least 1s"),
+            ("[recording]\nformat = \"MP4\"\n", "/e/m.toml:2:10: recording.format = \"MP4\": expected a container name like ogg, mka, mp4 or wav"),
+            ("[devices.\"a b\"]\nrecord = 1\n", "/e/m.toml:2:10: devices.\"a b\".record = 1: expected true or false"),
+            ("[paths]\nnames_file = \"\"\n", "/e/m.toml:2:14: paths.names_file = \"\": expected a non-empty path"),
+        ];
+        for (text, want) in table {
+            assert_eq!(err(text), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn non_utf8_names_the_line_of_the_first_bad_byte() {
+        let e = from_bytes(Path::new("f.toml"), b"[stop]\ngrace = \"1\xffs\"\n").unwrap_err();
+        assert_eq!(
+            e.message,
+            "f.toml:2:11: stop.grace: not valid UTF-8 (byte 0xff)"
+        );
+        assert_eq!(e.exit, crate::exit::Exit::Config);
+    }
+
+    #[test]
+    fn new_settings_read() {
+        let s = from_toml(
+            Path::new("f.toml"),
+            "[paths]\nnames_file = \"/n.json\"\n[discovery]\nwatch = false\n[health]\nlevels = false\n\
+             [recording]\nenabled = true\ndir = \"/r\"\nsegment = \"1m\"\nformat = \"mka\"\nmax_files = 3\nmax_bytes = 2048\n\
+             [devices.x]\nrecord = true\n",
+        )
+        .unwrap();
+        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+        assert_eq!(s.paths.names_file, Path::new("/n.json"));
+        assert!(!s.discovery.watch && !s.health.levels);
+        let r = &s.recording;
+        assert!(r.enabled);
+        assert_eq!(
+            (
+                r.dir.as_path(),
+                r.segment,
+                r.format.as_deref(),
+                r.max_files,
+                r.max_bytes
+            ),
+            (
+                Path::new("/r"),
+                Duration::from_secs(60),
+                Some("mka"),
+                Some(3),
+                Some(2048)
+            )
+        );
+        assert_eq!(s.devices["x"].record, Some(true));
+        assert_eq!(s.devices["x"].enabled, None);
+    }
+
+    /// The example, uncommented, documents the true defaults of the new settings.
+    #[test]
+    fn example_shows_new_defaults() {
+        let example = include_str!("../../etc/stream-manager.toml.example");
+        let live: String = example
+            .lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(r) if r.starts_with(|c: char| c.is_ascii_alphabetic() || c == '[') => r,
+                _ => l,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let s = from_toml(Path::new("x"), &live).unwrap();
+        let d = Settings::default();
+        assert_eq!(s.paths.names_file, d.paths.names_file);
+        assert_eq!((s.discovery.watch, s.health.levels), (true, true));
+        let (r, dr) = (&s.recording, &d.recording);
+        assert_eq!(
+            (r.enabled, &r.dir, r.segment),
+            (dr.enabled, &dr.dir, dr.segment)
+        );
+        assert_eq!(s.recording.max_bytes, Some(500 << 20));
+    }
 }
