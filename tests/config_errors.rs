@@ -502,3 +502,26 @@ fn new_settings_defaults_and_values_in_config_json() {
     );
     assert_eq!(v["devices"]["garden"]["record"], false);
 }
+
+/// A multiplex name from the command line with nothing usable: exit 4, one line, clipped.
+#[test]
+fn bad_cli_name_is_exit_4_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("m.toml");
+    std::fs::write(&file, "").unwrap();
+    let name = "!".repeat(10_000);
+    let o = Command::new(common::bin())
+        .args(["config", "--check", "-c"])
+        .arg(&file)
+        .args(["-n", &name])
+        .env_remove("MULTIPLEX_STREAM_NAME")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("MULTIPLEX_STREAM_NAME") && err.chars().count() < 200,
+        "{err}"
+    );
+}

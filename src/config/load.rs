@@ -243,7 +243,12 @@ impl Read<'_, '_> {
             s.devices.insert(name, o);
         }
         if let Some(m) = f.multiplex {
-            set!(s.multiplex.name, self.text(m.name));
+            if let Some(n) = m.name {
+                if crate::naming::sanitize(&n.get_ref().0).is_empty() {
+                    return Err(self.err(n.span(), "multiplex name has no usable characters"));
+                }
+                s.multiplex.name = n.into_inner().0;
+            }
             set!(s.multiplex.filter, m.filter.map(|f| f.into_inner().0));
             if let Some(l) = m.devices {
                 s.multiplex.devices = Some(l.into_inner().0);
@@ -334,6 +339,7 @@ mod tests {
             ("[recording]\nformat = \"MP4\"\n", "/e/m.toml:2:10: recording.format = \"MP4\": expected a container name like ogg, mka, mp4 or wav"),
             ("[devices.\"a b\"]\nrecord = 1\n", "/e/m.toml:2:10: devices.\"a b\".record = 1: expected true or false"),
             ("[paths]\nnames_file = \"\"\n", "/e/m.toml:2:14: paths.names_file = \"\": expected a non-empty path"),
+            ("[multiplex]\nname = \"--\"\n", "/e/m.toml:2:8: multiplex.name = \"--\": multiplex name has no usable characters"),
         ];
         for (text, want) in table {
             assert_eq!(err(text), want, "{text:?}");

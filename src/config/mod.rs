@@ -347,19 +347,20 @@ impl Settings {
             self.multiplex.filter = f;
         }
         if let Some(n) = &over.name {
+            if crate::naming::sanitize(n).is_empty() {
+                return Err(Error::config(format!(
+                    "-n/MULTIPLEX_STREAM_NAME = {:?}: multiplex name has no usable characters",
+                    errors::clip(n, errors::MAX_VALUE)
+                )));
+            }
             self.multiplex.name = n.clone();
-        }
-        if crate::naming::sanitize(&self.multiplex.name).is_empty() {
-            return Err(Error::config(format!(
-                "multiplex name {:?} has no usable characters",
-                self.multiplex.name
-            )));
         }
         if let Some(host) = env("MEDIAMTX_HOST").filter(|h| !h.trim().is_empty()) {
             let host = host.trim();
             if host.contains(['/', ' ', '@']) {
                 return Err(Error::config(format!(
-                    "MEDIAMTX_HOST = {host:?}: expected a host name or address"
+                    "MEDIAMTX_HOST = {:?}: expected a host name or address",
+                    errors::clip(host, errors::MAX_VALUE)
                 )));
             }
             self.mediamtx.rtsp_url = replace_host(&self.mediamtx.rtsp_url, host);
