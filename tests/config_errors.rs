@@ -181,6 +181,27 @@ fn cases() -> Vec<Case> {
             "true or false",
         ),
         (
+            "devices as array of tables",
+            b("[[devices]]\nx = 1\n"),
+            "1:1",
+            "devices",
+            "expected a table",
+        ),
+        (
+            "integer beyond 64 bits",
+            b("[backoff]\nmax_failures = 99999999999999999999\n"),
+            "2:16",
+            "backoff.max_failures",
+            "1-1000000",
+        ),
+        (
+            "dotted key under a duration",
+            b("[backoff]\ninitial.x = \"1s\"\n"),
+            "2:1",
+            "backoff.initial",
+            "duration",
+        ),
+        (
             "device not a table",
             b("[devices]\ngarden = 5\n"),
             "2:10",

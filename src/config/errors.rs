@@ -92,9 +92,8 @@ impl<'a> Doc<'a> {
         let head = format!("{}:{line}:{col}", self.file.display());
         match locate(&self.root, span.start, &mut Vec::new()) {
             Some((path, value)) => {
-                let key = dotted(&path);
-                let shown = self.shown(&path, value);
-                Error::config(format!("{head}: {key} = {shown}: {why}"))
+                let kv = self.key_value(&path, value);
+                Error::config(format!("{head}: {kv}: {why}"))
             }
             None => Error::config(format!("{head}: {why}")),
         }
@@ -120,6 +119,16 @@ impl<'a> Doc<'a> {
         }
         let raw = self.text.get(value.span()).unwrap_or("");
         clip(raw, MAX_VALUE)
+    }
+
+    /// `key = value`, or just `key` for a table (its span is a header or a dotted key).
+    fn key_value(&self, path: &[String], value: &Spanned<DeValue>) -> String {
+        let key = dotted(path);
+        let raw = self.text.get(value.span()).unwrap_or("");
+        if value.get_ref().is_table() || raw.starts_with("[[") {
+            return key;
+        }
+        format!("{key} = {}", self.shown(path, value))
     }
 
     /// `file:line: unknown key a.b (ignored)` for every key the schema does not know,
@@ -198,7 +207,8 @@ fn locate<'t, 'i>(
 fn rewrite(msg: &str) -> String {
     match msg.find(", expected ") {
         Some(i) if msg.starts_with("invalid type") || msg.starts_with("invalid value") => {
-            msg[i + 2..].to_string()
+            // serde says "a map" for a table given as something else.
+            msg[i + 2..].replace("expected a map", "expected a table")
         }
         _ => msg.to_string(),
     }
@@ -319,5 +329,9 @@ mod tests {
             "expected a table [paths]"
         );
         assert_eq!(rewrite("duplicate key"), "duplicate key");
+        assert_eq!(
+            rewrite("invalid type: sequence, expected a map"),
+            "expected a table"
+        );
     }
 }

@@ -288,7 +288,7 @@ struct ScalarVisitor;
 impl<'de> Visitor<'de> for ScalarVisitor {
     type Value = Scalar;
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a value")
+        f.write_str("a string, number or boolean")
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
         Ok(Scalar::Str(v.to_string()))
@@ -299,8 +299,17 @@ impl<'de> Visitor<'de> for ScalarVisitor {
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
         Ok(Scalar::Int(v))
     }
+    // Integers beyond i64 are clamped: the range check of the key then names its range.
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
-        Ok(i64::try_from(v).map(Scalar::Int).unwrap_or(Scalar::Other))
+        Ok(Scalar::Int(i64::try_from(v).unwrap_or(i64::MAX)))
+    }
+    fn visit_i128<E: de::Error>(self, v: i128) -> Result<Scalar, E> {
+        Ok(Scalar::Int(
+            v.clamp(i64::MIN as i128, i64::MAX as i128) as i64
+        ))
+    }
+    fn visit_u128<E: de::Error>(self, v: u128) -> Result<Scalar, E> {
+        Ok(Scalar::Int(i64::try_from(v).unwrap_or(i64::MAX)))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
         Ok(Scalar::Float(v))
