@@ -7,7 +7,6 @@ use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::Overrides;
-
 use crate::exit::Exit;
 
 #[derive(Debug, Parser)]
