@@ -3,8 +3,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::config::Overrides;
 use crate::exit::Exit;
 
 #[derive(Debug, Parser)]
@@ -71,34 +73,35 @@ pub struct Global {
     pub quiet: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    Individual,
-    Multiplex,
-}
+/// The settings types the command line fills; they belong to `config` (re-exported here so
+/// `cli::Mode` keeps working).
+pub use crate::config::{Filter, Mode};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Filter {
-    Amix,
-    Amerge,
-}
-
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Individual => "individual",
-            Mode::Multiplex => "multiplex",
-        }
+impl ValueEnum for Mode {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Mode::ALL
+    }
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(self.as_str()))
     }
 }
 
-impl Filter {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Filter::Amix => "amix",
-            Filter::Amerge => "amerge",
+impl ValueEnum for Filter {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Filter::ALL
+    }
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(self.as_str()))
+    }
+}
+
+impl From<&Global> for Overrides {
+    fn from(g: &Global) -> Overrides {
+        Overrides {
+            config: g.config.clone(),
+            mode: g.mode,
+            filter: g.filter,
+            name: g.name.clone(),
         }
     }
 }

@@ -6,9 +6,9 @@ use std::path::Path;
 
 use serde_json::{json, Map, Value};
 
-use crate::cli::Mode;
 use crate::config::legacy::DeviceFile;
 use crate::config::params::{Params, PartialParams};
+use crate::config::Mode;
 use crate::config::{fmt_duration, Settings};
 use crate::exit::{Error, Exit};
 use crate::streams::{self, StreamSpec};
@@ -126,6 +126,7 @@ pub fn settings_json(s: &Settings) -> Value {
                 m.insert("stream".into(), json!(o.stream));
                 m.insert("alsa_device".into(), json!(o.alsa_device));
                 m.insert("enabled".into(), json!(o.enabled));
+                m.insert("record".into(), json!(o.record));
             }
             (name.clone(), v)
         })
@@ -140,8 +141,9 @@ pub fn settings_json(s: &Settings) -> Value {
             "log_dir": s.paths.log_dir,
             "device_config": s.paths.device_config,
             "ffmpeg": s.paths.ffmpeg,
+            "names_file": s.paths.names_file,
         },
-        "discovery": { "rescan": d(s.discovery.rescan) },
+        "discovery": { "rescan": d(s.discovery.rescan), "watch": s.discovery.watch },
         "mediamtx": {
             "api": s.mediamtx.api,
             "api_url": redact_url(&s.mediamtx.api_url),
@@ -170,6 +172,7 @@ pub fn settings_json(s: &Settings) -> Value {
             "unpublished_timeout": d(s.health.unpublished_timeout),
             "silence_db": s.health.silence_db,
             "silence_for": d(s.health.silence_for),
+            "levels": s.health.levels,
         },
         "stop": { "grace": d(s.stop.grace) },
         "monitor": {
@@ -190,6 +193,14 @@ pub fn settings_json(s: &Settings) -> Value {
         },
         "metrics": { "textfile": s.metrics.textfile, "listen": s.metrics.listen },
         "logs": { "max_size": s.logs.max_size, "keep": s.logs.keep },
+        "recording": {
+            "enabled": s.recording.enabled,
+            "dir": s.recording.dir,
+            "segment": d(s.recording.segment),
+            "format": s.recording.format,
+            "max_files": s.recording.max_files,
+            "max_bytes": s.recording.max_bytes,
+        },
     })
 }
 
