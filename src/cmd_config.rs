@@ -11,6 +11,7 @@ use crate::config::legacy::DeviceFile;
 use crate::config::params::{Params, PartialParams};
 use crate::config::{fmt_duration, Settings};
 use crate::exit::{Error, Exit};
+use crate::sticky::{self, Names};
 use crate::streams::{self, StreamSpec};
 use crate::util::redact_url;
 
@@ -22,16 +23,21 @@ pub fn run(settings: &Settings, check: bool, json: bool, init: bool) -> Result<E
     }
     let path = &settings.paths.device_config;
     let file = DeviceFile::load(path)?;
-    let plan = streams::plan(settings, file.as_ref(), &devices)?;
+    let names_file = &settings.paths.names_file;
+    let (names, names_warnings) = Names::from_file(names_file);
+    let plan = streams::plan(settings, file.as_ref(), &devices, &names)?;
     let multiplex = match settings.mode {
-        Mode::Multiplex => streams::plan_multiplex(settings, file.as_ref(), &devices)?,
+        Mode::Multiplex => streams::plan_multiplex(settings, file.as_ref(), &plan)?,
         Mode::Individual => None,
     };
+    // The mapping as a supervisor started now would hold it.
+    let mapping = sticky::view(&plan.names, |e| plan.live.entries.contains_key(&e.key()));
 
     let mut warnings = settings.warnings.clone();
     if let Some(f) = &file {
         warnings.extend(f.warnings.iter().cloned());
     }
+    warnings.extend(names_warnings);
     warnings.extend(plan.warnings.iter().cloned());
     for w in &warnings {
         eprintln!("warning: {w}");
@@ -54,6 +60,7 @@ pub fn run(settings: &Settings, check: bool, json: bool, init: bool) -> Result<E
                 "inputs": m.inputs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
                 "settings": m.params,
             })),
+            "names": { "file": names_file, "devices": mapping },
         });
         let mut s = serde_json::to_string_pretty(&doc)
             .map_err(|e| Error::general(format!("cannot render JSON: {e}")))?;
@@ -79,6 +86,7 @@ pub fn run(settings: &Settings, check: bool, json: bool, init: bool) -> Result<E
             s.push_str(&format!("    {:<13} {}\n", "inputs", inputs.join(", ")));
             render_params(&mut s, &m.params);
         }
+        s.push_str(&sticky::render_view(names_file, &mapping));
         s
     };
     // A closed pipe (`config | head`) is not an error worth a non-zero exit.
@@ -140,6 +148,7 @@ pub fn settings_json(s: &Settings) -> Value {
             "log_dir": s.paths.log_dir,
             "device_config": s.paths.device_config,
             "ffmpeg": s.paths.ffmpeg,
+            "names_file": s.paths.names_file,
         },
         "discovery": { "rescan": d(s.discovery.rescan) },
         "mediamtx": {
@@ -280,7 +289,8 @@ fn write_template(settings: &Settings, devices: &[crate::devices::Device]) -> Re
         )));
     }
     // Names only, so a broken TOML device table does not block writing the template.
-    let plan = streams::plan(settings, None, devices).ok();
+    let (names, _) = Names::from_file(&settings.paths.names_file);
+    let plan = streams::plan(settings, None, devices, &names).ok();
     let text = template(
         path,
         plan.as_ref().map(|p| p.streams.as_slice()).unwrap_or(&[]),
@@ -377,7 +387,7 @@ mod tests {
             by_path: None,
             usbid: None,
         };
-        let plan = streams::plan(&s, None, &[d]).unwrap();
+        let plan = streams::plan(&s, None, &[d], &Names::default()).unwrap();
         let p = Path::new("/etc/mediamtx/audio-devices.conf");
         let t = template(p, &plan.streams);
         assert!(t.contains("#DEVICE_USB_MV7_00_SAMPLE_RATE=48000\n"), "{t}");

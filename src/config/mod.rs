@@ -26,6 +26,8 @@ pub struct Paths {
     pub log_dir: PathBuf,
     pub device_config: PathBuf,
     pub ffmpeg: PathBuf,
+    /// Sticky stream-name assignments (written by the supervisor only).
+    pub names_file: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -155,6 +157,7 @@ impl Default for Settings {
                 log_dir: "/var/log/mediamtx-audio".into(),
                 device_config: "/etc/mediamtx/audio-devices.conf".into(),
                 ffmpeg: "ffmpeg".into(),
+                names_file: "/var/lib/mediamtx-stream-manager/names.json".into(),
             },
             discovery: Discovery { rescan: secs(2) },
             mediamtx: Mediamtx {
@@ -552,6 +555,7 @@ impl Settings {
                 "log_dir",
                 "device_config",
                 "ffmpeg",
+                "names_file",
             ],
         )? {
             r.unknown(w);
@@ -561,6 +565,7 @@ impl Settings {
             set!(s.paths.log_dir, r.path("log_dir")?);
             set!(s.paths.device_config, r.path("device_config")?);
             set!(s.paths.ffmpeg, r.path("ffmpeg")?);
+            set!(s.paths.names_file, r.path("names_file")?);
         }
         if let Some(r) = section(file, &root, "discovery", &["rescan"])? {
             r.unknown(w);
