@@ -173,7 +173,10 @@ mod tests {
             ("health", Some("stream_health".into())),
             // No usb-audio- drop: that rule is about by-id names only.
             ("usb-audio-mix", Some("usb_audio_mix".into())),
-            (&sixty, Some(format!("{}_{}", "m".repeat(39), md5_8(&sixty)))),
+            (
+                &sixty,
+                Some(format!("{}_{}", "m".repeat(39), md5_8(&sixty))),
+            ),
             ("---", None),
             ("", None),
         ];

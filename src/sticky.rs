@@ -208,10 +208,9 @@ pub fn assign(
     for (c, a) in cands.iter().zip(&names) {
         let Some(key) = &c.key else { continue };
         present.insert(key.clone());
-        let same = next
-            .entries
-            .get(key)
-            .is_some_and(|e| e.base == c.base && e.name == a.name && e.suffix_from == a.suffix_from);
+        let same = next.entries.get(key).is_some_and(|e| {
+            e.base == c.base && e.name == a.name && e.suffix_from == a.suffix_from
+        });
         if !same {
             next.entries.insert(
                 key.clone(),
@@ -331,8 +330,7 @@ fn valid_name(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 64
         && n.as_bytes()[0].is_ascii_alphanumeric()
-        && n
-            .bytes()
+        && n.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
@@ -522,7 +520,10 @@ mod tests {
         // (scans of present devices, expected names per scan)
         let table: &[(&[&[(&str, u32)]], &[&[&str]])] = &[
             // Single device: the plain name, wherever it is plugged.
-            (&[&[("1.3", 1)], &[], &[("1.4", 2)]], &[&["yeti"], &[], &["yeti"]]),
+            (
+                &[&[("1.3", 1)], &[], &[("1.4", 2)]],
+                &[&["yeti"], &[], &["yeti"]],
+            ),
             // Two at once, no history: the lower port keeps the plain name.
             (&[&[("1.4", 1), ("1.2", 2)]], &[&["yeti_1_4", "yeti"]]),
             // A twin plugged into a LOWER port while the first streams: first keeps it.
@@ -598,7 +599,11 @@ mod tests {
         let (back, w) = parse(&text).unwrap();
         assert_eq!(back, saved);
         assert!(w.is_empty());
-        let e = &saved.entries.values().find(|e| e.name == "yeti_1_2").unwrap();
+        let e = &saved
+            .entries
+            .values()
+            .find(|e| e.name == "yeti_1_2")
+            .unwrap();
         assert_eq!(e.suffix_from.as_deref(), Some(FROM_PORT));
         assert_eq!(e.base, "yeti");
     }
@@ -672,7 +677,12 @@ mod tests {
     fn save_is_atomic_and_creates_the_directory() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a/b/names.json");
-        let (_, map) = assign(&[cand("1.4", 1)], &NameMap::default(), &NameMap::default(), 7);
+        let (_, map) = assign(
+            &[cand("1.4", 1)],
+            &NameMap::default(),
+            &NameMap::default(),
+            7,
+        );
         save(&path, &map).unwrap();
         assert!(matches!(read(&path), Loaded::Ok(m, _) if m == map));
         let left: Vec<_> = std::fs::read_dir(path.parent().unwrap())

@@ -192,8 +192,10 @@ pub fn plan(
     let mut finals = Vec::new();
     for (n, a) in named.iter_mut().zip(assigned) {
         if let Some(from) = &a.suffix_from {
-            n.notes
-                .push(format!("name suffixed from {from}: duplicate of {}", n.base));
+            n.notes.push(format!(
+                "name suffixed from {from}: duplicate of {}",
+                n.base
+            ));
             let d = n.device;
             if a.name != n.base && named_base_present(&cands, &n.base) {
                 warnings.push(format!(

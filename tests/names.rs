@@ -112,7 +112,7 @@ fn twin_in_lower_port() -> (Sup, i64) {
 
 #[test]
 fn twin_in_a_lower_port_does_not_rename_the_running_mic() {
-    let (s, pid) = twin_in_lower_port();
+    let (mut s, pid) = twin_in_lower_port();
     // The first microphone kept its name, its URL and its very ffmpeg process.
     let first = s.stream(YETI_NAME).unwrap();
     assert_eq!(first["state"], "running", "{first}");
@@ -129,9 +129,17 @@ fn twin_in_a_lower_port_does_not_rename_the_running_mic() {
         format!("name suffixed from USB port path: duplicate of {YETI_NAME}")
     );
     assert_eq!(names(&s), [YETI_NAME.to_string(), suffixed()]);
-    // A few more rescans change nothing.
-    std::thread::sleep(Duration::from_millis(500));
+    // Rescans and a reload (SIGHUP) that changes only the twin's settings (under its
+    // suffixed name) restart only the twin; nobody is renamed.
+    let twin_pid = field(&s, &suffixed(), "pid").as_i64().unwrap();
+    s.extra = format!("[devices.\"{}\"]\nchannels = 1\n", suffixed());
+    s.write_config();
+    common::sup::kill(s.supervisor_pid().unwrap(), libc::SIGHUP);
+    s.wait_for("the twin restarted with its new settings", LIMIT, |s| {
+        running(s, &suffixed()) && field(s, &suffixed(), "pid").as_i64() != Some(twin_pid)
+    });
     assert_eq!(field(&s, YETI_NAME, "pid").as_i64(), Some(pid));
+    assert_eq!(names(&s), [YETI_NAME.to_string(), suffixed()]);
     assert_eq!(names_file(&s), expected_file());
 
     // status and config show the mapping and say why the twin is suffixed.

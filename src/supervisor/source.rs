@@ -176,34 +176,32 @@ fn plan_configs(
     let program = settings.paths.ffmpeg.clone();
     let sil = silence(settings);
     match settings.mode {
-        Mode::Individual => {
-            Ok(plan
-                .streams
-                .iter()
-                .filter(|s| s.enabled)
-                .map(|s| {
-                    let out = Output {
-                        codec: s.params.codec.value,
-                        bitrate: s.params.bitrate.value.clone(),
-                        url: s.url.clone(),
-                    };
-                    let args = argv::individual(&input_spec(s), &out, sil.as_ref());
-                    stream_config(
-                        settings,
-                        &s.name,
-                        ChildSpec {
-                            program: program.clone(),
-                            args,
-                            env: Vec::new(),
-                        },
-                        s.device.as_ref().map(device_view).unwrap_or_default(),
-                        s.alsa_device.clone(),
-                        s.display_url.clone(),
-                        s.notes.clone(),
-                    )
-                })
-                .collect())
-        }
+        Mode::Individual => Ok(plan
+            .streams
+            .iter()
+            .filter(|s| s.enabled)
+            .map(|s| {
+                let out = Output {
+                    codec: s.params.codec.value,
+                    bitrate: s.params.bitrate.value.clone(),
+                    url: s.url.clone(),
+                };
+                let args = argv::individual(&input_spec(s), &out, sil.as_ref());
+                stream_config(
+                    settings,
+                    &s.name,
+                    ChildSpec {
+                        program: program.clone(),
+                        args,
+                        env: Vec::new(),
+                    },
+                    s.device.as_ref().map(device_view).unwrap_or_default(),
+                    s.alsa_device.clone(),
+                    s.display_url.clone(),
+                    s.notes.clone(),
+                )
+            })
+            .collect()),
         Mode::Multiplex => {
             let Some(m) = streams::plan_multiplex(settings, file, plan)? else {
                 return Ok(Vec::new());
