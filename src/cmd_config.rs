@@ -25,7 +25,7 @@ pub fn run(settings: &Settings, check: bool, json: bool, init: bool) -> Result<E
     let file = DeviceFile::load(path)?;
     let names_file = &settings.paths.names_file;
     let (names, names_warnings) = Names::from_file(names_file);
-    let plan = streams::plan(settings, file.as_ref(), &devices, &names)?;
+    let plan = streams::plan_with_names(settings, file.as_ref(), &devices, &names)?;
     let multiplex = match settings.mode {
         Mode::Multiplex => streams::plan_multiplex(settings, file.as_ref(), &plan)?,
         Mode::Individual => None,
@@ -290,7 +290,7 @@ fn write_template(settings: &Settings, devices: &[crate::devices::Device]) -> Re
     }
     // Names only, so a broken TOML device table does not block writing the template.
     let (names, _) = Names::from_file(&settings.paths.names_file);
-    let plan = streams::plan(settings, None, devices, &names).ok();
+    let plan = streams::plan_with_names(settings, None, devices, &names).ok();
     let text = template(
         path,
         plan.as_ref().map(|p| p.streams.as_slice()).unwrap_or(&[]),
@@ -387,7 +387,7 @@ mod tests {
             by_path: None,
             usbid: None,
         };
-        let plan = streams::plan(&s, None, &[d], &Names::default()).unwrap();
+        let plan = streams::plan(&s, None, &[d]).unwrap();
         let p = Path::new("/etc/mediamtx/audio-devices.conf");
         let t = template(p, &plan.streams);
         assert!(t.contains("#DEVICE_USB_MV7_00_SAMPLE_RATE=48000\n"), "{t}");

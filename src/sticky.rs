@@ -514,11 +514,14 @@ mod tests {
         (got, saved)
     }
 
+    /// Scans of present (port, card) devices, and the names expected after each scan.
+    type Sequence<'a> = (&'a [&'a [(&'a str, u32)]], &'a [&'a [&'a str]]);
+
     #[test]
     fn sequences_from_a_table() {
         let e = NameMap::default();
         // (scans of present devices, expected names per scan)
-        let table: &[(&[&[(&str, u32)]], &[&[&str]])] = &[
+        let table: &[Sequence] = &[
             // Single device: the plain name, wherever it is plugged.
             (
                 &[&[("1.3", 1)], &[], &[("1.4", 2)]],

@@ -114,10 +114,20 @@ fn userinfo(s: &str) -> String {
     out
 }
 
+/// One stream per detected device, with no remembered names (a first start): identical
+/// names are told apart by USB port path, the lowest port keeping the plain name.
+pub fn plan(
+    settings: &Settings,
+    file: Option<&DeviceFile>,
+    devices: &[Device],
+) -> Result<Plan, Error> {
+    plan_with_names(settings, file, devices, &Names::default())
+}
+
 /// One stream per detected device; identical names are told apart by USB port path, and
 /// kept sticky through `names` (see `sticky::assign`). `Plan::names`/`Plan::live` are what
 /// the supervisor carries to the next scan (and writes to `paths.names_file`).
-pub fn plan(
+pub fn plan_with_names(
     settings: &Settings,
     file: Option<&DeviceFile>,
     devices: &[Device],
@@ -273,7 +283,6 @@ pub fn plan_multiplex(
     let inputs: Vec<StreamSpec> = plan
         .streams
         .iter()
-        .cloned()
         .filter(|s| s.enabled)
         .filter(|s| match &settings.multiplex.devices {
             Some(allow) => allow
@@ -281,6 +290,7 @@ pub fn plan_multiplex(
                 .any(|a| sanitize(a) == s.name || stream_name(a).as_deref() == Some(&s.name)),
             None => true,
         })
+        .cloned()
         .collect();
     if inputs.is_empty() {
         return Ok(None);
@@ -357,7 +367,7 @@ mod tests {
             dev(2, "Microphones_1", Some(YETI), Some("pci-usb-0:1.3:1.0")),
             dev(3, "Microphones_2", Some(YETI), None),
         ];
-        let p = plan(&Settings::default(), None, &devices, &Names::default()).unwrap();
+        let p = plan(&Settings::default(), None, &devices).unwrap();
         let names: Vec<&str> = p.streams.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(
             names,
@@ -395,7 +405,7 @@ mod tests {
             dev(1, "MV7", Some("usb-MV7-00"), None),
             dev(2, "Microphones", None, None),
         ];
-        let p = plan(&s, Some(&f), &devices, &Names::default()).unwrap();
+        let p = plan(&s, Some(&f), &devices).unwrap();
         let g = &p.streams[0];
         assert_eq!(g.name, "garden_mic");
         assert_eq!(g.alsa_device, "dsnoop:CARD=MV7");
@@ -421,7 +431,7 @@ mod tests {
             dev(1, "A", Some("usb-a"), Some("x-usb-0:1.1:1.0")),
             dev(2, "B", Some("usb-b"), Some("x-usb-0:1.2:1.0")),
         ];
-        let p = plan(&s, None, &devices, &Names::default()).unwrap();
+        let p = plan(&s, None, &devices).unwrap();
         assert_eq!(p.streams[0].name, "usb_b");
         assert_eq!(p.streams[1].name, "usb_b_1_2");
     }
@@ -437,7 +447,7 @@ mod tests {
             dev(2, "B", Some("usb-b"), None),
         ];
         let mp = |d: &[Device]| {
-            let p = plan(&s, None, d, &Names::default()).unwrap();
+            let p = plan(&s, None, d).unwrap();
             plan_multiplex(&s, None, &p).unwrap()
         };
         let m = mp(&devices).unwrap();

@@ -163,7 +163,7 @@ pub fn configs_with(
     devices: &[Device],
     names: &Names,
 ) -> Result<(Vec<StreamConfig>, Plan), Error> {
-    let plan = streams::plan(settings, file, devices, names)?;
+    let plan = streams::plan_with_names(settings, file, devices, names)?;
     let configs = plan_configs(settings, file, &plan)?;
     Ok((configs, plan))
 }
