@@ -240,6 +240,26 @@ fn supervisor_restart_keeps_the_names_even_when_cards_are_renumbered() {
     s.host
         .add_usb_card_with_usbid(1, "Microphones", Some(YETI), Some(PORT_12), USBID)
         .add_usb_card_with_usbid(2, "Microphones_1", None, Some(PORT_14), USBID);
+    // With no supervisor, status already shows the names it will use.
+    let o = s.run(&["status", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["supervisor"]["running"], false);
+    let port_in_status = |name: &str| {
+        v["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|st| st["name"] == name)
+            .map(|st| st["device"]["by_path"].clone())
+    };
+    assert_eq!(port_in_status(YETI_NAME), Some(Value::from(PORT_14)), "{v}");
+    assert_eq!(
+        port_in_status(&suffixed()),
+        Some(Value::from(PORT_12)),
+        "{v}"
+    );
+    assert_eq!(v["names"]["devices"].as_array().unwrap().len(), 2, "{v}");
     s.start_foreground();
     s.wait_for("both running again", LIMIT, |s| {
         running(s, YETI_NAME) && running(s, &suffixed())
@@ -378,4 +398,96 @@ fn multiplex_name_follows_spec_4() {
         .as_str()
         .unwrap()
         .ends_with("/stream_api"));
+}
+
+#[test]
+fn explicit_names_win_and_a_new_explicit_name_starts_over() {
+    let mut s = Sup::new();
+    s.host
+        .add_usb_card_with_usbid(1, "Microphones", Some(YETI), Some(PORT_14), USBID)
+        .add_usb_card_with_usbid(2, "Microphones_1", None, Some(PORT_12), USBID)
+        .add_usb_card(
+            3,
+            "MV7",
+            Some("usb-MV7-00"),
+            Some("platform-xhci-hcd.0-usb-0:1.3:1.0"),
+        );
+    // Remembered: the 1.4 Yeti holds the plain name, the 1.2 one the suffix; the MV7 its own.
+    std::fs::create_dir_all(s.names_file().parent().unwrap()).unwrap();
+    let entry = |port: &str, base: &str, name: &str, from: Option<&str>, by_id: &str| {
+        serde_json::json!({"by_id": by_id, "port": port, "base": base, "name": name,
+            "suffix_from": from, "assigned": 1})
+    };
+    let doc = serde_json::json!({"version": 1, "names": [
+        entry(PORT_14, YETI_NAME, YETI_NAME, None, YETI),
+        entry(PORT_12, YETI_NAME, &suffixed(), Some("USB port path"), YETI),
+        entry("platform-xhci-hcd.0-usb-0:1.3:1.0", "usb_mv7_00", "usb_mv7_00", None, "usb-MV7-00"),
+    ]});
+    std::fs::write(s.names_file(), doc.to_string()).unwrap();
+    let config = |s: &Sup| -> Vec<(String, String)> {
+        let o = s.run(&["config", "--json"]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let mut rows: Vec<(String, String)> = v["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["by_path"].as_str().unwrap_or("").to_string(),
+                    d["stream"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        rows.sort();
+        rows
+    };
+    s.write_config();
+    // Remembered names hold (fresh rules would give the 1.2 Yeti the plain name).
+    assert_eq!(
+        config(&s),
+        [
+            (PORT_12.to_string(), suffixed()),
+            (
+                "platform-xhci-hcd.0-usb-0:1.3:1.0".into(),
+                "usb_mv7_00".into()
+            ),
+            (PORT_14.to_string(), YETI_NAME.to_string()),
+        ]
+    );
+    // The MV7 is explicitly given the Yeti's name: explicit wins, the Yeti on 1.4 moves to
+    // its port suffix. A new explicit name for the Yetis ("api": SPEC §4 applies) starts
+    // their assignment over: lowest port plain.
+    s.extra = format!(
+        "[devices.usb_mv7_00]\nstream = \"{YETI_NAME}\"\n[devices.{YETI_NAME}]\nstream = \"api\"\n"
+    );
+    s.write_config();
+    assert_eq!(
+        config(&s),
+        [
+            (PORT_12.to_string(), "stream_api".into()),
+            (
+                "platform-xhci-hcd.0-usb-0:1.3:1.0".into(),
+                YETI_NAME.to_string()
+            ),
+            (PORT_14.to_string(), "stream_api_1_4".into()),
+        ]
+    );
+    s.extra = format!("[devices.usb_mv7_00]\nstream = \"{YETI_NAME}\"\n");
+    s.write_config();
+    assert_eq!(
+        config(&s),
+        [
+            (PORT_12.to_string(), suffixed()),
+            (
+                "platform-xhci-hcd.0-usb-0:1.3:1.0".into(),
+                YETI_NAME.to_string()
+            ),
+            (PORT_14.to_string(), format!("{YETI_NAME}_1_4")),
+        ]
+    );
+    // config never writes the file.
+    let now: Value =
+        serde_json::from_str(&std::fs::read_to_string(s.names_file()).unwrap()).unwrap();
+    assert_eq!(now, doc);
 }

@@ -31,6 +31,8 @@ pub struct HostSource {
     /// The remembered map differs from the file (a write failed): retry at the next scan.
     unsaved: bool,
     last_save_error: Option<String>,
+    /// The file the map was read from or last written to (a reload may move it).
+    saved_to: Option<std::path::PathBuf>,
 }
 
 impl HostSource {
@@ -41,6 +43,7 @@ impl HostSource {
             names: None,
             unsaved: false,
             last_save_error: None,
+            saved_to: None,
         })
     }
 
@@ -68,11 +71,15 @@ impl HostSource {
             names.saved = plan.names.clone();
             self.unsaved = true;
         }
+        if self.saved_to.as_deref() != Some(path.as_path()) && !names.saved.entries.is_empty() {
+            self.unsaved = true; // paths.names_file changed at reload
+        }
         if !self.unsaved {
             return;
         }
         match sticky::save(path, &names.saved) {
             Ok(()) => {
+                self.saved_to = Some(path.clone());
                 self.unsaved = false;
                 self.last_save_error = None;
             }
@@ -263,6 +270,7 @@ impl StreamSource for HostSource {
                 saved: sticky::load_for_supervisor(&settings.paths.names_file),
                 live: Default::default(),
             });
+            self.saved_to = Some(settings.paths.names_file.clone());
         }
         let names = self.names.clone().unwrap_or_default();
         match configs_with(settings, self.file.as_ref(), &devices, &names) {
