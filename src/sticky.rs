@@ -339,8 +339,10 @@ fn valid_name(n: &str) -> bool {
 pub enum Loaded {
     Missing,
     Ok(NameMap, Vec<String>),
-    /// Unreadable or not our format; the reason.
+    /// Not our format (or not UTF-8); the reason.
     Corrupt(String),
+    /// The file exists but cannot be read (permissions, a directory, I/O error).
+    Unreadable(String),
 }
 
 /// Parse the file's text. Entries with an unusable name are dropped (with a warning).
@@ -376,7 +378,7 @@ pub fn read(path: &Path) -> Loaded {
             Err(e) => Loaded::Corrupt(e),
         },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Loaded::Missing,
-        Err(e) => Loaded::Corrupt(crate::util::io_reason(&e)),
+        Err(e) => Loaded::Unreadable(crate::util::io_reason(&e)),
     }
 }
 
@@ -397,6 +399,10 @@ pub fn read_only(path: &Path) -> (NameMap, Vec<String>) {
                 path.display()
             )],
         ),
+        Loaded::Unreadable(e) => (
+            NameMap::default(),
+            vec![format!("{}: cannot read names file: {e}", path.display())],
+        ),
     }
 }
 
@@ -407,7 +413,8 @@ pub fn bad_path(path: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// For the supervisor: a corrupt file is logged, moved aside as `.bad`, and we start fresh.
+/// For the supervisor: a corrupt file is logged, moved aside as `.bad`, and we start fresh;
+/// one we cannot read is logged and left alone (it is not known to be bad).
 pub fn load_for_supervisor(path: &Path) -> NameMap {
     match read(path) {
         Loaded::Missing => NameMap::default(),
@@ -425,6 +432,13 @@ pub fn load_for_supervisor(path: &Path) -> NameMap {
             };
             log::warn!(
                 "{}: names file unreadable ({e}); starting with no remembered names ({kept})",
+                path.display()
+            );
+            NameMap::default()
+        }
+        Loaded::Unreadable(e) => {
+            log::warn!(
+                "{}: cannot read names file ({e}); starting with no remembered names",
                 path.display()
             );
             NameMap::default()
@@ -699,6 +713,10 @@ mod tests {
         assert!(!path.exists());
         assert_eq!(std::fs::read_to_string(bad_path(&path)).unwrap(), "garbage");
         assert!(matches!(read(&path), Loaded::Missing));
+        // A directory in its place is unreadable, not corrupt: left where it is.
+        std::fs::create_dir(&path).unwrap();
+        assert_eq!(load_for_supervisor(&path), NameMap::default());
+        assert!(path.is_dir() && !bad_path(&path).is_dir());
     }
 
     #[test]
