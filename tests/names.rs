@@ -132,6 +132,9 @@ fn twin_in_a_lower_port_does_not_rename_the_running_mic() {
     // Rescans and a reload (SIGHUP) that changes only the twin's settings (under its
     // suffixed name) restart only the twin; nobody is renamed.
     let twin_pid = field(&s, &suffixed(), "pid").as_i64().unwrap();
+    let file = s.names_file();
+    let mtime = || std::fs::metadata(&file).unwrap().modified().unwrap();
+    let written = mtime();
     s.extra = format!("[devices.\"{}\"]\nchannels = 1\n", suffixed());
     s.write_config();
     common::sup::kill(s.supervisor_pid().unwrap(), libc::SIGHUP);
@@ -141,6 +144,9 @@ fn twin_in_a_lower_port_does_not_rename_the_running_mic() {
     assert_eq!(field(&s, YETI_NAME, "pid").as_i64(), Some(pid));
     assert_eq!(names(&s), [YETI_NAME.to_string(), suffixed()]);
     assert_eq!(names_file(&s), expected_file());
+    // Written only when an assignment changes, not at every rescan (SD cards wear).
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(mtime(), written, "names file rewritten without a change");
 
     // status and config show the mapping and say why the twin is suffixed.
     let st = s.status().unwrap();
