@@ -413,9 +413,28 @@ pub fn bad_path(path: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// Temp files of `save` calls that a crash interrupted (`.<name>.tmp.<pid>`): removed.
+fn remove_stale_temps(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let prefix = format!(".{}.tmp.", name.to_string_lossy());
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// For the supervisor: a corrupt file is logged, moved aside as `.bad`, and we start fresh;
 /// one we cannot read is logged and left alone (it is not known to be bad).
 pub fn load_for_supervisor(path: &Path) -> NameMap {
+    remove_stale_temps(path);
     match read(path) {
         Loaded::Missing => NameMap::default(),
         Loaded::Ok(m, w) => {
@@ -708,6 +727,11 @@ mod tests {
             .map(|e| e.file_name())
             .collect();
         assert_eq!(left.len(), 1, "no temp file left: {left:?}");
+        // A temp file left by a crash mid-write is cleaned up by the next supervisor.
+        let stale = path.with_file_name(".names.json.tmp.99999");
+        std::fs::write(&stale, "{").unwrap();
+        assert_eq!(load_for_supervisor(&path), map);
+        assert!(!stale.exists());
         std::fs::write(&path, "garbage").unwrap();
         assert_eq!(load_for_supervisor(&path), NameMap::default());
         assert!(!path.exists());
