@@ -251,6 +251,9 @@ fn render_stream(out: &mut String, st: &StreamSpec) {
     let row = |out: &mut String, k: &str, v: &str| out.push_str(&format!("    {k:<13} {v}\n"));
     row(out, "url", &st.display_url);
     row(out, "alsa_device", &st.alsa_device);
+    if let Some(p) = st.device.as_ref().and_then(|d| d.by_path.as_deref()) {
+        row(out, "usb_port", p);
+    }
     row(out, "enabled", if st.enabled { "yes" } else { "no" });
     render_params(out, &st.params);
     for n in &st.notes {

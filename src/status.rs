@@ -222,6 +222,9 @@ pub fn render(s: &Snapshot) -> String {
         if let Some(b) = &d.by_id {
             dev.push_str(&format!(" by-id {b}"));
         }
+        if let Some(p) = &d.by_path {
+            dev.push_str(&format!(" port {p}"));
+        }
         out.push_str(&dev);
         out.push('\n');
         if let Some(p) = &st.progress {

@@ -312,14 +312,14 @@ pub fn render_view(file: &Path, v: &[NameView]) -> String {
     }
     for n in v {
         out.push_str(&format!(
-            "  {:<24} <- {} @ {}{}\n",
+            "  {} <- {} @ {}{}\n",
             n.name,
             n.by_id,
             n.port.as_deref().unwrap_or("(no port path)"),
             if n.present { "" } else { " (not plugged in)" }
         ));
         if let Some(s) = &n.suffixed {
-            out.push_str(&format!("  {:<24}    {s}\n", ""));
+            out.push_str(&format!("    {s}\n"));
         }
     }
     out

@@ -168,6 +168,14 @@ fn twin_in_a_lower_port_does_not_rename_the_running_mic() {
         text.contains(&format!("a twin holds {YETI_NAME}")),
         "{text}"
     );
+    assert!(
+        text.contains(&format!(
+            "{} <- {YETI} @ {PORT_12}\n    suffixed from USB port path",
+            suffixed()
+        )),
+        "{text}"
+    );
+    assert!(text.contains(&format!("port {PORT_14}")), "{text}");
 
     let o = s.run(&["config", "--json"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -190,6 +198,7 @@ fn twin_in_a_lower_port_does_not_rename_the_running_mic() {
         text.contains(&format!("{} <- {YETI} @ {PORT_12}", suffixed())),
         "{text}"
     );
+    assert!(text.contains(&format!("usb_port      {PORT_14}")), "{text}");
 }
 
 #[test]
