@@ -43,6 +43,10 @@ pub struct Entry {
     /// Unix seconds when this assignment was made.
     #[serde(default)]
     pub assigned: u64,
+    /// `vendor:product`, to recognise the device on its port while udev has no by-id link
+    /// for it (see `recall_by_id`).
+    #[serde(default)]
+    pub usbid: Option<String>,
 }
 
 impl Entry {
@@ -105,6 +109,7 @@ pub struct Candidate {
     /// Tie-break for devices with no history: lowest port path first, then card number.
     pub by_path: Option<String>,
     pub card: u32,
+    pub usbid: Option<String>,
 }
 
 /// The policy's answer for one candidate.
@@ -209,7 +214,10 @@ pub fn assign(
         let Some(key) = &c.key else { continue };
         present.insert(key.clone());
         let same = next.entries.get(key).is_some_and(|e| {
-            e.base == c.base && e.name == a.name && e.suffix_from == a.suffix_from
+            e.base == c.base
+                && e.name == a.name
+                && e.suffix_from == a.suffix_from
+                && e.usbid == c.usbid
         });
         if !same {
             next.entries.insert(
@@ -221,6 +229,7 @@ pub fn assign(
                     name: a.name.clone(),
                     suffix_from: a.suffix_from.clone(),
                     assigned: now,
+                    usbid: c.usbid.clone(),
                 },
             );
         }
@@ -238,6 +247,20 @@ pub fn assign(
         };
     }
     (names, next)
+}
+
+/// The by-id name to use for a device that has no `/dev/snd/by-id` link right now but sits
+/// on a port where a device with the same `vendor:product` was remembered. udev keeps one
+/// link for twins and moves it when its holder leaves; in between, the remaining twin has
+/// no link, and without this it would get another name (its card id) for a moment: the
+/// running stream renamed because its twin left.
+pub fn recall_by_id(by_path: Option<&str>, usbid: Option<&str>, names: &Names) -> Option<String> {
+    let (port, usbid) = (by_path?, usbid?);
+    [&names.live, &names.saved]
+        .into_iter()
+        .flat_map(|m| m.entries.values())
+        .find(|e| e.port.as_deref() == Some(port) && e.usbid.as_deref() == Some(usbid))
+        .map(|e| e.by_id.clone())
 }
 
 /// The assignments of the devices present now, as `live` for the next call.
@@ -524,6 +547,7 @@ mod tests {
             card_suffix: format!("_microphones_{card}"),
             by_path: Some(format!("pci-usb-0:{port}:1.0")),
             card,
+            usbid: Some("b58e:9e84".into()),
         }
     }
 
@@ -754,6 +778,7 @@ mod tests {
                 name: format!("m{i}"),
                 suffix_from: None,
                 assigned: i as u64,
+                usbid: None,
             };
             saved.entries.insert(e.key(), e);
         }

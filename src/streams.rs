@@ -133,6 +133,18 @@ pub fn plan_with_names(
     devices: &[Device],
     names: &Names,
 ) -> Result<Plan, Error> {
+    // Pass 0: a twin whose by-id link udev has not (re)made yet keeps its by-id name.
+    let recalled: Vec<Device> = devices
+        .iter()
+        .map(|d| {
+            let mut d = d.clone();
+            if d.by_id.is_none() {
+                d.by_id = sticky::recall_by_id(d.by_path.as_deref(), d.usbid.as_deref(), names);
+            }
+            d
+        })
+        .collect();
+    let devices = recalled.as_slice();
     // Pass 1: automatic and explicit names.
     struct Named<'d> {
         device: &'d Device,
@@ -193,6 +205,7 @@ pub fn plan_with_names(
                 card_suffix: format!("_{}", sanitize(&d.card_id)),
                 by_path: d.by_path.clone(),
                 card: d.card,
+                usbid: d.usbid.clone(),
             }
         })
         .collect();
@@ -387,6 +400,41 @@ mod tests {
         assert!(p.streams[1].notes.is_empty());
         assert_eq!(p.warnings.len(), 2);
         assert_eq!(p.streams[1].alsa_device, "plughw:CARD=Microphones_1,DEV=0");
+    }
+
+    #[test]
+    fn a_twin_without_its_by_id_link_keeps_its_name_on_its_port() {
+        let devices = [
+            dev(1, "Microphones", Some(YETI), Some("pci-usb-0:1.4:1.0")),
+            dev(2, "Microphones_1", Some(YETI), Some("pci-usb-0:1.2:1.0")),
+        ];
+        let s = Settings::default();
+        let first = plan(&s, None, &devices).unwrap();
+        let names = Names {
+            saved: first.names.clone(),
+            live: first.live.clone(),
+        };
+        // The 1.2 mic (plain name) leaves with the link; the 1.4 one has none and no twin to
+        // inherit it from: it keeps its by-id name, hence its name.
+        let alone = [dev(2, "Microphones_1", None, Some("pci-usb-0:1.4:1.0"))];
+        let p = plan_with_names(&s, None, &alone, &names).unwrap();
+        assert_eq!(p.streams[0].name, format!("{YETI_NAME}_1_4"));
+        assert_eq!(
+            p.streams[0].device.as_ref().unwrap().by_id.as_deref(),
+            Some(YETI)
+        );
+        // Another model on that port (other usbid) is not mistaken for it.
+        let mut other = alone[0].clone();
+        other.usbid = Some("1234:5678".into());
+        let p = plan_with_names(&s, None, &[other], &names).unwrap();
+        assert_eq!(p.streams[0].name, "microphones_1");
+        // Nor is a device on a port nobody was seen on.
+        let mut moved = alone[0].clone();
+        moved.by_path = Some("pci-usb-0:1.7:1.0".into());
+        assert_eq!(
+            plan_with_names(&s, None, &[moved], &names).unwrap().streams[0].name,
+            "microphones_1"
+        );
     }
 
     #[test]

@@ -506,3 +506,31 @@ fn explicit_names_win_and_a_new_explicit_name_starts_over() {
         serde_json::from_str(&std::fs::read_to_string(s.names_file()).unwrap()).unwrap();
     assert_eq!(now, doc);
 }
+
+#[test]
+fn link_holder_unplugged_the_other_twin_keeps_its_name_while_udev_has_no_link_for_it() {
+    let (mut s, _) = twin_in_lower_port();
+    let twin_pid = field(&s, &suffixed(), "pid").as_i64().unwrap();
+    // The 1.4 mic holds the only by-id link; unplugging it leaves the twin with none until
+    // udev re-points the link (here: not for a while).
+    s.host.remove_card(1);
+    s.wait_for("the 1.4 mic waiting for its device", LIMIT, |s| {
+        field(s, YETI_NAME, "state") == "waiting-for-device"
+    });
+    std::thread::sleep(Duration::from_millis(500)); // several rescans without the link
+    let twin = s.stream(&suffixed()).unwrap();
+    assert_eq!(twin["state"], "running", "{twin}");
+    assert_eq!(twin["pid"].as_i64(), Some(twin_pid), "{twin}");
+    assert_eq!(twin["device"]["by_id"], YETI, "{twin}");
+    assert_eq!(
+        names(&s),
+        [YETI_NAME.to_string(), suffixed()],
+        "no new stream"
+    );
+    // udev re-points the link at the remaining twin: still nothing changes.
+    std::os::unix::fs::symlink("../controlC2", s.host.dev_snd.join("by-id").join(YETI)).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(field(&s, &suffixed(), "pid").as_i64(), Some(twin_pid));
+    assert_eq!(names(&s), [YETI_NAME.to_string(), suffixed()]);
+    assert_eq!(names_file(&s), expected_file());
+}
