@@ -109,6 +109,7 @@ pub struct Candidate {
     /// Tie-break for devices with no history: lowest port path first, then card number.
     pub by_path: Option<String>,
     pub card: u32,
+    /// `vendor:product`, remembered with the assignment.
     pub usbid: Option<String>,
 }
 
