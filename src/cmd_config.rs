@@ -11,6 +11,7 @@ use crate::config::params::{Params, PartialParams};
 use crate::config::Mode;
 use crate::config::{fmt_duration, Settings};
 use crate::exit::{Error, Exit};
+use crate::sticky::{self, Names};
 use crate::streams::{self, StreamSpec};
 use crate::util::redact_url;
 
@@ -22,16 +23,21 @@ pub fn run(settings: &Settings, check: bool, json: bool, init: bool) -> Result<E
     }
     let path = &settings.paths.device_config;
     let file = DeviceFile::load(path)?;
-    let plan = streams::plan(settings, file.as_ref(), &devices)?;
+    let names_file = &settings.paths.names_file;
+    let (names, names_warnings) = Names::from_file(names_file);
+    let plan = streams::plan_with_names(settings, file.as_ref(), &devices, &names)?;
     let multiplex = match settings.mode {
-        Mode::Multiplex => streams::plan_multiplex(settings, file.as_ref(), &devices)?,
+        Mode::Multiplex => streams::plan_multiplex(settings, file.as_ref(), &plan)?,
         Mode::Individual => None,
     };
+    // The mapping as a supervisor started now would hold it.
+    let mapping = sticky::view(&plan.names, |e| plan.live.entries.contains_key(&e.key()));
 
     let mut warnings = settings.warnings.clone();
     if let Some(f) = &file {
         warnings.extend(f.warnings.iter().cloned());
     }
+    warnings.extend(names_warnings);
     warnings.extend(plan.warnings.iter().cloned());
     for w in &warnings {
         eprintln!("warning: {w}");
@@ -54,6 +60,7 @@ pub fn run(settings: &Settings, check: bool, json: bool, init: bool) -> Result<E
                 "inputs": m.inputs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
                 "settings": m.params,
             })),
+            "names": { "file": names_file, "devices": mapping },
         });
         let mut s = serde_json::to_string_pretty(&doc)
             .map_err(|e| Error::general(format!("cannot render JSON: {e}")))?;
@@ -79,6 +86,7 @@ pub fn run(settings: &Settings, check: bool, json: bool, init: bool) -> Result<E
             s.push_str(&format!("    {:<13} {}\n", "inputs", inputs.join(", ")));
             render_params(&mut s, &m.params);
         }
+        s.push_str(&sticky::render_view(names_file, &mapping));
         s
     };
     // A closed pipe (`config | head`) is not an error worth a non-zero exit.
@@ -253,6 +261,9 @@ fn render_stream(out: &mut String, st: &StreamSpec) {
     let row = |out: &mut String, k: &str, v: &str| out.push_str(&format!("    {k:<13} {v}\n"));
     row(out, "url", &st.display_url);
     row(out, "alsa_device", &st.alsa_device);
+    if let Some(p) = st.device.as_ref().and_then(|d| d.by_path.as_deref()) {
+        row(out, "usb_port", p);
+    }
     row(out, "enabled", if st.enabled { "yes" } else { "no" });
     render_params(out, &st.params);
     for n in &st.notes {
@@ -291,7 +302,8 @@ fn write_template(settings: &Settings, devices: &[crate::devices::Device]) -> Re
         )));
     }
     // Names only, so a broken TOML device table does not block writing the template.
-    let plan = streams::plan(settings, None, devices).ok();
+    let (names, _) = Names::from_file(&settings.paths.names_file);
+    let plan = streams::plan_with_names(settings, None, devices, &names).ok();
     let text = template(
         path,
         plan.as_ref().map(|p| p.streams.as_slice()).unwrap_or(&[]),

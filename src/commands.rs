@@ -468,12 +468,15 @@ pub fn detect(settings: &Settings, global: &Global) -> Snapshot {
 pub fn status(global: &Global, json: bool) -> Result<Exit, Error> {
     let settings = Settings::load(global)?;
     let snap = gather_status(&settings, global);
+    let names = status::names_view(&settings, &snap);
     if json {
-        let text =
-            serde_json::to_string_pretty(&snap).map_err(|e| Error::general(e.to_string()))?;
+        let mut v = serde_json::to_value(&snap).map_err(|e| Error::general(e.to_string()))?;
+        v["names"] = names;
+        let text = serde_json::to_string_pretty(&v).map_err(|e| Error::general(e.to_string()))?;
         println!("{text}");
     } else {
         print!("{}", status::render(&snap));
+        print!("{}", status::render_names(&settings, &snap));
     }
     Ok(Exit::Ok)
 }

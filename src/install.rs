@@ -79,6 +79,8 @@ RuntimeDirectoryMode=0755
 RuntimeDirectoryPreserve=yes
 # One log per stream, rotated by the supervisor itself (no logrotate needed).
 LogsDirectory=mediamtx-audio
+# Sticky stream names of twin microphones (paths.names_file), kept across reboots.
+StateDirectory=mediamtx-stream-manager
 SupplementaryGroups=audio
 # Sandboxing that still lets it read /proc/asound and open /dev/snd
 # (no PrivateDevices=: it hides /dev/snd).

@@ -23,6 +23,7 @@ pub mod monitor;
 pub mod naming;
 pub mod notify;
 pub mod status;
+pub mod sticky;
 pub mod streams;
 pub mod supervisor;
 pub mod util;

@@ -44,10 +44,16 @@ pub fn stream_name_from_by_id(by_id: &str) -> String {
         .strip_prefix("usb-audio-")
         .or_else(|| by_id.strip_prefix("usb_audio_"))
         .unwrap_or(by_id);
-    let mut name = sanitize(rest);
+    let name = sanitize(rest);
     if name.is_empty() {
         return format!("card_{}", md5_8(by_id));
     }
+    reserve_and_cut(name)
+}
+
+/// The rest of SPEC §4 rule 3 on an already sanitised name: reserved words get `stream_`,
+/// names longer than 48 characters become 39 characters + `_` + MD5-8 of the whole.
+fn reserve_and_cut(mut name: String) -> String {
     if RESERVED.contains(&name.as_str()) {
         name = format!("stream_{name}");
     }
@@ -56,6 +62,14 @@ pub fn stream_name_from_by_id(by_id: &str) -> String {
         name = format!("{}_{}", &name[..39], md5_8(&name));
     }
     name
+}
+
+/// A name given by the operator (`-n`, `[multiplex] name`, TOML `stream`, `STREAM_NAME`):
+/// sanitised, reserved words prefixed and long names cut like an automatic name (SPEC §4),
+/// so every stream name obeys the same rules. `None` when nothing usable is left.
+pub fn stream_name(given: &str) -> Option<String> {
+    let name = sanitize(given);
+    (!name.is_empty()).then(|| reserve_and_cut(name))
 }
 
 /// SPEC §4 rule 2: a card id set by a udev mapping rule is used as the stream name as is.
@@ -146,6 +160,30 @@ mod tests {
         );
         assert_ne!(stream_name_from_by_id("---"), stream_name_from_by_id("--"));
         assert_eq!(stream_name_from_by_id(""), format!("card_{}", md5_8("")));
+    }
+
+    #[test]
+    fn given_names_follow_the_same_rules() {
+        let sixty = "m".repeat(60);
+        let table = [
+            ("all_mics", Some("all_mics".to_string())),
+            ("All Mics!", Some("all_mics".into())),
+            ("api", Some("stream_api".into())),
+            ("API", Some("stream_api".into())),
+            ("health", Some("stream_health".into())),
+            // No usb-audio- drop: that rule is about by-id names only.
+            ("usb-audio-mix", Some("usb_audio_mix".into())),
+            (
+                &sixty,
+                Some(format!("{}_{}", "m".repeat(39), md5_8(&sixty))),
+            ),
+            ("---", None),
+            ("", None),
+        ];
+        for (input, want) in table {
+            assert_eq!(stream_name(input), want, "{input}");
+        }
+        assert_eq!(stream_name(&sixty).unwrap().len(), 48);
     }
 
     #[test]

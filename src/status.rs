@@ -222,6 +222,9 @@ pub fn render(s: &Snapshot) -> String {
         if let Some(b) = &d.by_id {
             dev.push_str(&format!(" by-id {b}"));
         }
+        if let Some(p) = &d.by_path {
+            dev.push_str(&format!(" port {p}"));
+        }
         out.push_str(&dev);
         out.push('\n');
         if let Some(p) = &st.progress {
@@ -282,6 +285,38 @@ pub fn render(s: &Snapshot) -> String {
         if !st.log.is_empty() {
             out.push_str(&format!("  log:    {}\n", st.log));
         }
+    }
+    out
+}
+
+/// Is the device of a remembered name streaming (or waiting to) under it right now?
+fn name_present(snap: &Snapshot, e: &crate::sticky::Entry) -> bool {
+    snap.streams.iter().any(|st| {
+        st.name == e.name && st.device.by_path == e.port && st.state != "waiting-for-device"
+    })
+}
+
+/// The sticky-name mapping (`paths.names_file`, read only) for `status --json`:
+/// `{"file": path, "devices": [...], "warnings": [...]}`.
+pub fn names_view(settings: &crate::config::Settings, snap: &Snapshot) -> serde_json::Value {
+    let path = &settings.paths.names_file;
+    let (map, warnings) = crate::sticky::read_only(path);
+    let devices = crate::sticky::view(&map, |e| name_present(snap, e));
+    serde_json::json!({ "file": path, "devices": devices, "warnings": warnings })
+}
+
+/// The mapping for the human `status`: only when something is remembered or wrong, so a
+/// box that never had a name to remember shows nothing new.
+pub fn render_names(settings: &crate::config::Settings, snap: &Snapshot) -> String {
+    let path = &settings.paths.names_file;
+    let (map, warnings) = crate::sticky::read_only(path);
+    let mut out = String::new();
+    if !map.entries.is_empty() {
+        let v = crate::sticky::view(&map, |e| name_present(snap, e));
+        out.push_str(&crate::sticky::render_view(path, &v));
+    }
+    for w in warnings {
+        out.push_str(&format!("warning: {w}\n"));
     }
     out
 }

@@ -11,7 +11,8 @@ use crate::config::resolve::{self, Lookup};
 use crate::config::Settings;
 use crate::devices::Device;
 use crate::exit::Error;
-use crate::naming::{is_udev_card_id, sanitize, stream_name_from_by_id};
+use crate::naming::{is_udev_card_id, sanitize, stream_name, stream_name_from_by_id};
+use crate::sticky::{self, Candidate, DeviceKey, NameMap, Names};
 
 /// One stream to run (or list, when disabled).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -48,6 +49,12 @@ pub struct MultiplexSpec {
 pub struct Plan {
     pub streams: Vec<StreamSpec>,
     pub warnings: Vec<String>,
+    /// The sticky-name map to remember (saved map plus this plan's assignments).
+    #[serde(skip)]
+    pub names: NameMap,
+    /// The assignments of the devices present now.
+    #[serde(skip)]
+    pub live: NameMap,
 }
 
 /// SPEC §4 rules 2–3: udev-style card id, else the by-id name, else the card id, sanitised.
@@ -107,17 +114,43 @@ fn userinfo(s: &str) -> String {
     out
 }
 
-/// One stream per detected device; identical names are told apart by USB port path.
+/// One stream per detected device, with no remembered names (a first start): identical
+/// names are told apart by USB port path, the lowest port keeping the plain name.
 pub fn plan(
     settings: &Settings,
     file: Option<&DeviceFile>,
     devices: &[Device],
 ) -> Result<Plan, Error> {
+    plan_with_names(settings, file, devices, &Names::default())
+}
+
+/// One stream per detected device; identical names are told apart by USB port path, and
+/// kept sticky through `names` (see `sticky::assign`). `Plan::names`/`Plan::live` are what
+/// the supervisor carries to the next scan (and writes to `paths.names_file`).
+pub fn plan_with_names(
+    settings: &Settings,
+    file: Option<&DeviceFile>,
+    devices: &[Device],
+    names: &Names,
+) -> Result<Plan, Error> {
+    // Pass 0: a twin whose by-id link udev has not (re)made yet keeps its by-id name.
+    let recalled: Vec<Device> = devices
+        .iter()
+        .map(|d| {
+            let mut d = d.clone();
+            if d.by_id.is_none() {
+                d.by_id = sticky::recall_by_id(d.by_path.as_deref(), d.usbid.as_deref(), names);
+            }
+            d
+        })
+        .collect();
+    let devices = recalled.as_slice();
     // Pass 1: automatic and explicit names.
     struct Named<'d> {
         device: &'d Device,
         auto: String,
         base: String,
+        explicit: bool,
         notes: Vec<String>,
     }
     let mut named: Vec<Named> = devices
@@ -126,57 +159,75 @@ pub fn plan(
             let auto = automatic_name(d);
             let lookup = Lookup::new(settings, file, &[&auto], d.by_id.as_deref());
             let mut notes = Vec::new();
-            let base = match lookup.stream_name() {
-                Some(s) if !sanitize(&s.value).is_empty() => {
+            let explicit = lookup
+                .stream_name()
+                .and_then(|s| Some((stream_name(&s.value)?, s.source)));
+            let base = match explicit.clone() {
+                Some((name, source)) => {
                     notes.push(format!(
                         "stream name set in config ({}; automatic name {auto})",
-                        s.source.as_str()
+                        source.as_str()
                     ));
-                    sanitize(&s.value)
+                    name
                 }
-                _ => auto.clone(),
+                None => auto.clone(),
             };
             Named {
                 device: d,
                 auto,
                 base,
+                explicit: explicit.is_some(),
                 notes,
             }
         })
         .collect();
 
-    // Pass 2: duplicates. The device on the lowest port path keeps the plain name, so the
-    // names do not swap when cards are re-numbered on re-plug or reboot.
-    let mut warnings = Vec::new();
-    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    for (i, n) in named.iter().enumerate() {
-        groups.entry(n.base.clone()).or_default().push(i);
+    // Pass 2: duplicates and sticky names (sticky::assign).
+    let key = |d: &Device| DeviceKey {
+        by_id: d.by_id.clone().unwrap_or_else(|| d.card_id.clone()),
+        port: d.by_path.clone(),
+    };
+    let mut key_count: BTreeMap<DeviceKey, usize> = BTreeMap::new();
+    for n in &named {
+        *key_count.entry(key(n.device)).or_default() += 1;
     }
-    let mut finals: Vec<String> = named.iter().map(|n| n.base.clone()).collect();
-    for (base, mut idx) in groups.into_iter().filter(|(_, v)| v.len() > 1) {
-        idx.sort_by_key(|&i| {
-            let d = named[i].device;
-            (d.by_path.is_none(), d.by_path.clone(), d.card)
-        });
-        for &i in &idx[1..] {
-            let d = named[i].device;
-            let (suffix, from) = match d.by_path.as_deref().and_then(port_suffix) {
-                Some(s) => (s, "USB port path"),
-                None => (format!("_{}", sanitize(&d.card_id)), "card id"),
-            };
-            let mut name = format!("{base}{suffix}");
-            if finals.contains(&name) {
-                name = format!("{name}_{}", d.card);
+    let cands: Vec<Candidate> = named
+        .iter()
+        .map(|n| {
+            let d = n.device;
+            let k = key(d);
+            Candidate {
+                // Two present devices with one key cannot be remembered apart.
+                key: (key_count[&k] == 1).then_some(k),
+                base: n.base.clone(),
+                explicit: n.explicit,
+                port_suffix: d.by_path.as_deref().and_then(port_suffix),
+                card_suffix: format!("_{}", sanitize(&d.card_id)),
+                by_path: d.by_path.clone(),
+                card: d.card,
+                usbid: d.usbid.clone(),
             }
-            named[i]
-                .notes
-                .push(format!("name suffixed from {from}: duplicate of {base}"));
-            warnings.push(format!(
-                "card {} ({}) would also be named {base}: streaming it as {name}",
-                d.card, d.card_id
+        })
+        .collect();
+    let (assigned, next) = sticky::assign(&cands, &names.live, &names.saved, sticky::now());
+    let live = sticky::live_of(&cands, &assigned, &next);
+    let mut warnings = Vec::new();
+    let mut finals = Vec::new();
+    for (n, a) in named.iter_mut().zip(assigned) {
+        if let Some(from) = &a.suffix_from {
+            n.notes.push(format!(
+                "name suffixed from {from}: duplicate of {}",
+                n.base
             ));
-            finals[i] = name;
+            let d = n.device;
+            if a.name != n.base && named_base_present(&cands, &n.base) {
+                warnings.push(format!(
+                    "card {} ({}) would also be named {}: streaming it as {}",
+                    d.card, d.card_id, n.base, a.name
+                ));
+            }
         }
+        finals.push(a.name);
     }
 
     // Pass 3: settings under the final name (then the base and automatic ones).
@@ -214,28 +265,45 @@ pub fn plan(
             notes,
         });
     }
-    Ok(Plan { streams, warnings })
+    Ok(Plan {
+        streams,
+        warnings,
+        names: next,
+        live,
+    })
 }
 
-/// The mixed stream: every enabled device stream (restricted to `multiplex.devices` when
-/// set), with settings from the multiplex name's entry, then defaults. `None` when no input.
+/// More than one present device has this base name (the twin is here now).
+fn named_base_present(cands: &[Candidate], base: &str) -> bool {
+    cands.iter().filter(|c| c.base == base).count() > 1
+}
+
+/// The multiplex stream's name (`-n`, `[multiplex] name`): SPEC §4 like any stream name;
+/// `all_mics` when nothing usable is left.
+pub fn multiplex_name(settings: &Settings) -> String {
+    stream_name(&settings.multiplex.name).unwrap_or_else(|| "all_mics".into())
+}
+
+/// The mixed stream: every enabled device stream of `plan` (restricted to
+/// `multiplex.devices` when set), with settings from the multiplex name's entry, then
+/// defaults. `None` when no input.
 pub fn plan_multiplex(
     settings: &Settings,
     file: Option<&DeviceFile>,
-    devices: &[Device],
+    plan: &Plan,
 ) -> Result<Option<MultiplexSpec>, Error> {
-    let mut name = sanitize(&settings.multiplex.name);
-    if name.is_empty() {
-        name = "all_mics".into();
-    }
-    let inputs: Vec<StreamSpec> = plan(settings, file, devices)?
+    let name = multiplex_name(settings);
+    let inputs: Vec<StreamSpec> = plan
         .streams
-        .into_iter()
+        .iter()
         .filter(|s| s.enabled)
         .filter(|s| match &settings.multiplex.devices {
-            Some(allow) => allow.iter().any(|a| sanitize(a) == s.name),
+            Some(allow) => allow
+                .iter()
+                .any(|a| sanitize(a) == s.name || stream_name(a).as_deref() == Some(&s.name)),
             None => true,
         })
+        .cloned()
         .collect();
     if inputs.is_empty() {
         return Ok(None);
@@ -335,6 +403,41 @@ mod tests {
     }
 
     #[test]
+    fn a_twin_without_its_by_id_link_keeps_its_name_on_its_port() {
+        let devices = [
+            dev(1, "Microphones", Some(YETI), Some("pci-usb-0:1.4:1.0")),
+            dev(2, "Microphones_1", Some(YETI), Some("pci-usb-0:1.2:1.0")),
+        ];
+        let s = Settings::default();
+        let first = plan(&s, None, &devices).unwrap();
+        let names = Names {
+            saved: first.names.clone(),
+            live: first.live.clone(),
+        };
+        // The 1.2 mic (plain name) leaves with the link; the 1.4 one has none and no twin to
+        // inherit it from: it keeps its by-id name, hence its name.
+        let alone = [dev(2, "Microphones_1", None, Some("pci-usb-0:1.4:1.0"))];
+        let p = plan_with_names(&s, None, &alone, &names).unwrap();
+        assert_eq!(p.streams[0].name, format!("{YETI_NAME}_1_4"));
+        assert_eq!(
+            p.streams[0].device.as_ref().unwrap().by_id.as_deref(),
+            Some(YETI)
+        );
+        // Another model on that port (other usbid) is not mistaken for it.
+        let mut other = alone[0].clone();
+        other.usbid = Some("1234:5678".into());
+        let p = plan_with_names(&s, None, &[other], &names).unwrap();
+        assert_eq!(p.streams[0].name, "microphones_1");
+        // Nor is a device on a port nobody was seen on.
+        let mut moved = alone[0].clone();
+        moved.by_path = Some("pci-usb-0:1.7:1.0".into());
+        assert_eq!(
+            plan_with_names(&s, None, &[moved], &names).unwrap().streams[0].name,
+            "microphones_1"
+        );
+    }
+
+    #[test]
     fn explicit_names_settings_and_urls() {
         let s = settings(
             "[mediamtx]\nrtsp_url = \"rtsp://127.0.0.1:8554/\"\nusername = \"pub\"\npassword = \"p@ss:w\"\n\
@@ -391,12 +494,16 @@ mod tests {
             dev(1, "A", Some("usb-a"), None),
             dev(2, "B", Some("usb-b"), None),
         ];
-        let m = plan_multiplex(&s, None, &devices).unwrap().unwrap();
+        let mp = |d: &[Device]| {
+            let p = plan(&s, None, d).unwrap();
+            plan_multiplex(&s, None, &p).unwrap()
+        };
+        let m = mp(&devices).unwrap();
         assert_eq!(m.name, "all_mics");
         assert_eq!(m.inputs.len(), 1);
         assert_eq!(m.inputs[0].name, "usb_a");
         assert_eq!(m.params.codec.source, Source::TomlDevice);
         assert_eq!(m.url, "rtsp://127.0.0.1:8554/all_mics");
-        assert!(plan_multiplex(&s, None, &devices[1..]).unwrap().is_none());
+        assert!(mp(&devices[1..]).is_none());
     }
 }

@@ -9,7 +9,8 @@ use crate::devices::{self, Device};
 use crate::exit::Error;
 use crate::ffmpeg::argv::{self, Input, InputSpec, Output, Silence};
 use crate::status::DeviceView;
-use crate::streams::{self, StreamSpec};
+use crate::sticky::{self, Names};
+use crate::streams::{self, Plan, StreamSpec};
 use crate::supervisor::stream::StreamConfig;
 
 pub trait StreamSource: Send {
@@ -20,10 +21,18 @@ pub trait StreamSource: Send {
     fn mode_label(&self, settings: &Settings) -> String;
 }
 
-/// Production: discovery + the legacy device file + TOML.
+/// Production: discovery + the legacy device file + TOML + sticky names.
 pub struct HostSource {
     global: Global,
     file: Option<DeviceFile>,
+    /// Loaded at the first scan (so a `HostSource` built by `status` never touches the
+    /// file); `None` until then.
+    names: Option<Names>,
+    /// The remembered map differs from the file (a write failed): retry at the next scan.
+    unsaved: bool,
+    last_save_error: Option<String>,
+    /// The file the map was read from or last written to (a reload may move it).
+    saved_to: Option<std::path::PathBuf>,
 }
 
 impl HostSource {
@@ -31,7 +40,60 @@ impl HostSource {
         Ok(HostSource {
             global: global.clone(),
             file: DeviceFile::load(&settings.paths.device_config)?,
+            names: None,
+            unsaved: false,
+            last_save_error: None,
+            saved_to: None,
         })
+    }
+
+    /// Take the plan's names as the new state; write the file when the map changed.
+    fn remember(&mut self, settings: &Settings, plan: &Plan) {
+        let path = &settings.paths.names_file;
+        let names = self.names.get_or_insert_with(Names::default);
+        names.live = plan.live.clone();
+        if plan.names != names.saved {
+            for e in plan.names.entries.values() {
+                if names.saved.entries.get(&e.key()) == Some(e) {
+                    continue;
+                }
+                let port = e.port.as_deref().unwrap_or("no port path");
+                match &e.suffix_from {
+                    Some(from) => log::info!(
+                        "{}: name for {} at {port} (suffix from {from}: a twin holds {})",
+                        e.name,
+                        e.by_id,
+                        e.base
+                    ),
+                    None => log::info!("{}: name for {} at {port}", e.name, e.by_id),
+                }
+            }
+            names.saved = plan.names.clone();
+            self.unsaved = true;
+        }
+        if self.saved_to.as_deref() != Some(path.as_path()) && !names.saved.entries.is_empty() {
+            self.unsaved = true; // paths.names_file changed at reload
+        }
+        if !self.unsaved {
+            return;
+        }
+        match sticky::save(path, &names.saved) {
+            Ok(()) => {
+                self.saved_to = Some(path.clone());
+                self.unsaved = false;
+                self.last_save_error = None;
+            }
+            Err(e) => {
+                let why = crate::util::io_reason(&e);
+                if self.last_save_error.as_deref() != Some(&why) {
+                    log::warn!(
+                        "cannot write names file {}: {why} (names stay sticky until a restart)",
+                        path.display()
+                    );
+                    self.last_save_error = Some(why);
+                }
+            }
+        }
     }
 }
 
@@ -89,46 +151,66 @@ pub fn stream_config(
     }
 }
 
-/// The stream configs for a set of detected devices (pure: used by scan and tests).
+/// The stream configs for a set of detected devices, with the names remembered in
+/// `paths.names_file` (read only): what a supervisor started now would run.
 pub fn configs_for(
     settings: &Settings,
     file: Option<&DeviceFile>,
     devices: &[Device],
 ) -> Result<Vec<StreamConfig>, Error> {
+    let (names, _) = Names::from_file(&settings.paths.names_file);
+    Ok(configs_with(settings, file, devices, &names)?.0)
+}
+
+/// The stream configs for a set of detected devices and name state (pure), with the plan
+/// they came from.
+pub fn configs_with(
+    settings: &Settings,
+    file: Option<&DeviceFile>,
+    devices: &[Device],
+    names: &Names,
+) -> Result<(Vec<StreamConfig>, Plan), Error> {
+    let plan = streams::plan_with_names(settings, file, devices, names)?;
+    let configs = plan_configs(settings, file, &plan)?;
+    Ok((configs, plan))
+}
+
+fn plan_configs(
+    settings: &Settings,
+    file: Option<&DeviceFile>,
+    plan: &Plan,
+) -> Result<Vec<StreamConfig>, Error> {
     let program = settings.paths.ffmpeg.clone();
     let sil = silence(settings);
     match settings.mode {
-        Mode::Individual => {
-            let plan = streams::plan(settings, file, devices)?;
-            Ok(plan
-                .streams
-                .iter()
-                .filter(|s| s.enabled)
-                .map(|s| {
-                    let out = Output {
-                        codec: s.params.codec.value,
-                        bitrate: s.params.bitrate.value.clone(),
-                        url: s.url.clone(),
-                    };
-                    let args = argv::individual(&input_spec(s), &out, sil.as_ref());
-                    stream_config(
-                        settings,
-                        &s.name,
-                        ChildSpec {
-                            program: program.clone(),
-                            args,
-                            env: Vec::new(),
-                        },
-                        s.device.as_ref().map(device_view).unwrap_or_default(),
-                        s.alsa_device.clone(),
-                        s.display_url.clone(),
-                        s.notes.clone(),
-                    )
-                })
-                .collect())
-        }
+        Mode::Individual => Ok(plan
+            .streams
+            .iter()
+            .filter(|s| s.enabled)
+            .map(|s| {
+                let out = Output {
+                    codec: s.params.codec.value,
+                    bitrate: s.params.bitrate.value.clone(),
+                    url: s.url.clone(),
+                };
+                let args = argv::individual(&input_spec(s), &out, sil.as_ref());
+                stream_config(
+                    settings,
+                    &s.name,
+                    ChildSpec {
+                        program: program.clone(),
+                        args,
+                        env: Vec::new(),
+                    },
+                    s.device.as_ref().map(device_view).unwrap_or_default(),
+                    s.alsa_device.clone(),
+                    s.display_url.clone(),
+                    s.notes.clone(),
+                )
+            })
+            .collect()),
         Mode::Multiplex => {
-            let Some(m) = streams::plan_multiplex(settings, file, devices)? else {
+            let Some(m) = streams::plan_multiplex(settings, file, plan)? else {
                 return Ok(Vec::new());
             };
             let inputs: Vec<InputSpec> = m
@@ -183,8 +265,19 @@ pub fn configs_for(
 impl StreamSource for HostSource {
     fn scan(&mut self, settings: &Settings) -> Vec<StreamConfig> {
         let devices = devices::discover(&settings.paths.proc_asound, &settings.paths.dev_snd);
-        match configs_for(settings, self.file.as_ref(), &devices) {
-            Ok(c) => c,
+        if self.names.is_none() {
+            self.names = Some(Names {
+                saved: sticky::load_for_supervisor(&settings.paths.names_file),
+                live: Default::default(),
+            });
+            self.saved_to = Some(settings.paths.names_file.clone());
+        }
+        let names = self.names.clone().unwrap_or_default();
+        match configs_with(settings, self.file.as_ref(), &devices, &names) {
+            Ok((c, plan)) => {
+                self.remember(settings, &plan);
+                c
+            }
             Err(e) => {
                 log::error!("cannot plan streams: {e}");
                 Vec::new()
@@ -197,7 +290,8 @@ impl StreamSource for HostSource {
         let file = DeviceFile::load(&settings.paths.device_config)?;
         // Validate the whole plan before swapping anything in: a bad edit changes nothing.
         let devices = devices::discover(&settings.paths.proc_asound, &settings.paths.dev_snd);
-        configs_for(&settings, file.as_ref(), &devices)?;
+        let names = self.names.clone().unwrap_or_default();
+        configs_with(&settings, file.as_ref(), &devices, &names)?;
         for w in &settings.warnings {
             log::warn!("{w}");
         }

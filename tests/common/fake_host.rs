@@ -153,6 +153,42 @@ impl FakeHost {
         self
     }
 
+    /// A USB card with a given `usbid` from its first appearance (identical microphones share
+    /// one): no rescan ever sees it with another usbid.
+    pub fn add_usb_card_with_usbid(
+        &mut self,
+        card: u32,
+        id: &str,
+        by_id: Option<&str>,
+        by_path: Option<&str>,
+        usbid: &str,
+    ) -> &mut Self {
+        let dir = self.proc_asound.join(format!("card{card}"));
+        fs::create_dir_all(&dir).expect("create card dir");
+        write(&dir.join("id"), &format!("{id}\n"));
+        write(&dir.join("usbid"), &format!("{usbid}\n"));
+        write(&self.dev_snd.join(format!("controlC{card}")), "");
+        write(&self.dev_snd.join(format!("pcmC{card}D0c")), "");
+        write(&self.dev_snd.join(format!("pcmC{card}D0p")), "");
+        if let Some(p) = by_path {
+            link(&self.dev_snd.join("by-path").join(p), card);
+        }
+        if let Some(b) = by_id {
+            link(&self.dev_snd.join("by-id").join(b), card);
+        }
+        self.cards.insert(
+            card,
+            Card {
+                id: id.into(),
+                usb: true,
+                by_id: by_id.map(Into::into),
+                by_path: by_path.map(Into::into),
+            },
+        );
+        self.write_cards();
+        self
+    }
+
     /// `/proc/asound/cards` in the kernel's two-line-per-card format.
     fn write_cards(&self) {
         let mut s = String::new();

@@ -76,7 +76,7 @@ impl Sup {
     pub fn write_config(&self) {
         let d = self.dir.path();
         let text = format!(
-            "[paths]\n{}state_dir = {:?}\nlog_dir = {:?}\ndevice_config = {:?}\nffmpeg = {:?}\n\
+            "[paths]\n{}state_dir = {:?}\nlog_dir = {:?}\ndevice_config = {:?}\nffmpeg = {:?}\nnames_file = {:?}\n\
              [mediamtx]\napi = false\nrtsp_url = {:?}\n\
              [discovery]\nrescan = \"100ms\"\n\
              [startup]\ndevice_wait = \"1s\"\nreport_timeout = \"5s\"\n\
@@ -89,6 +89,7 @@ impl Sup {
             self.log_dir().display().to_string(),
             d.join("audio-devices.conf").display().to_string(),
             self.ffmpeg.display().to_string(),
+            self.names_file().display().to_string(),
             self.rtsp_url,
             self.extra
         );
@@ -186,6 +187,11 @@ impl Sup {
             .trim()
             .parse()
             .ok()
+    }
+
+    /// `[paths] names_file`: in the test's temp dir, never /var/lib.
+    pub fn names_file(&self) -> PathBuf {
+        self.dir.path().join("var/names.json")
     }
 }
 
