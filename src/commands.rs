@@ -338,18 +338,18 @@ fn ask_by_signal(state_dir: &Path, why: &ClientError) -> Result<(), Error> {
     match kill(Pid::from_raw(pid), Signal::SIGTERM) {
         Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
         Err(e) => Err(Error::general(format!(
-            "cannot signal supervisor pid {pid}: {} ({e}){}",
-            e.desc(),
-            root_hint(e)
+            "cannot signal supervisor pid {pid}: {}",
+            kill_error(e)
         ))),
     }
 }
 
-fn root_hint(e: nix::errno::Errno) -> &'static str {
+/// Why a signal could not be sent, in words a non-root user can act on.
+fn kill_error(e: nix::errno::Errno) -> String {
     if e == nix::errno::Errno::EPERM {
-        "; it runs as another user: run this as root"
+        "permission denied (EPERM): it runs as another user; run this as root".into()
     } else {
-        ""
+        e.to_string()
     }
 }
 
@@ -385,9 +385,8 @@ pub fn force_stop(global: &Global) -> Result<Exit, Error> {
                 Err(nix::errno::Errno::ESRCH) => {}
                 Err(e) => {
                     return Err(Error::general(format!(
-                        "cannot kill supervisor pid {pid}: {} ({e}){}; nothing was killed",
-                        e.desc(),
-                        root_hint(e)
+                        "cannot kill supervisor pid {pid}: {}; nothing was killed",
+                        kill_error(e)
                     )))
                 }
             }
@@ -402,7 +401,7 @@ pub fn force_stop(global: &Global) -> Result<Exit, Error> {
             Ok(()) if gone_within(m.pid, Duration::from_millis(500)) => killed.push(m.pid),
             Ok(()) => failed.push(format!("pid {} still alive after SIGKILL", m.pid)),
             Err(nix::errno::Errno::ESRCH) => {}
-            Err(e) => failed.push(format!("pid {}: {} ({e})", m.pid, e.desc())),
+            Err(e) => failed.push(format!("pid {}: {}", m.pid, kill_error(e))),
         }
     }
     killed.sort_unstable();
