@@ -103,7 +103,13 @@ fn record_group(state_dir: &Path, stream: &str, pgid: i32) {
     let text = format!("{pgid} {} {start}\n", boot_id());
     let safe: String = stream
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "_-.".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_-.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let path = dir.join(safe.trim_start_matches('.'));
     let tmp = dir.join(format!(".{}.tmp", std::process::id()));

@@ -590,8 +590,14 @@ mod tests {
         let b = Path::new("/usr/bin/m");
         let table: &[(Option<&str>, Result<&str, ()>)] = &[
             (None, Ok("/usr/bin/m")),
-            (Some("/etc/m.toml"), Ok(r"/usr/bin/m -c '\''/etc/m.toml'\''")),
-            (Some("/a b/c.toml"), Ok(r"/usr/bin/m -c '\''/a b/c.toml'\''")),
+            (
+                Some("/etc/m.toml"),
+                Ok(r"/usr/bin/m -c '\''/etc/m.toml'\''"),
+            ),
+            (
+                Some("/a b/c.toml"),
+                Ok(r"/usr/bin/m -c '\''/a b/c.toml'\''"),
+            ),
             (
                 Some("/it's.toml"),
                 Ok(r"/usr/bin/m -c '\''/it'\''\'\'''\''s.toml'\''"),

@@ -94,7 +94,11 @@ fn restart_with_missing_ffmpeg_or_bad_config_keeps_the_running_supervisor() {
     let bad = s.ffmpeg.clone();
     s.ffmpeg = good.clone();
     s.write_config();
-    assert!(running(&s), "garden still streams: {}", text(&s.run(&["status", "--json"])));
+    assert!(
+        running(&s),
+        "garden still streams: {}",
+        text(&s.run(&["status", "--json"]))
+    );
     assert_eq!(s.stream("garden").unwrap()["pid"].as_u64(), child_pid);
 
     assert!(!bad.exists());
@@ -107,7 +111,11 @@ fn restart_with_missing_ffmpeg_or_bad_config_keeps_the_running_supervisor() {
     s.overrides.clear();
     s.write_config();
     assert!(alive(pid), "the supervisor was stopped");
-    assert!(running(&s), "garden still streams: {}", text(&s.run(&["status", "--json"])));
+    assert!(
+        running(&s),
+        "garden still streams: {}",
+        text(&s.run(&["status", "--json"]))
+    );
     assert_eq!(s.stream("garden").unwrap()["pid"].as_u64(), child_pid);
 
     // Valid: restart replaces the supervisor.
@@ -158,7 +166,10 @@ fn force_stop_as_non_root_fails_naming_permission_and_kills_nothing() {
     s.wait_for("garden running", Duration::from_secs(10), running);
     let pid = s.supervisor_pid().unwrap();
     // The ffmpeg itself (the fake's short `sleep`s carry the marker too, and come and go).
-    let children = vec![(s.stream("garden").unwrap()["pid"].as_i64().unwrap() as i32, ())];
+    let children = vec![(
+        s.stream("garden").unwrap()["pid"].as_i64().unwrap() as i32,
+        (),
+    )];
 
     let out = as_nobody(&s, &["force-stop"]);
     let err = String::from_utf8_lossy(&out.stderr).to_string();
@@ -409,7 +420,10 @@ fn start_with_fd_7_piped_to_cat_returns_and_nobody_keeps_the_pipe() {
     assert_eq!(status.code(), Some(0));
     let printed = std::fs::read_to_string(&out_file).unwrap();
     assert!(printed.contains("supervisor started"), "{printed}");
-    let pipe = std::fs::read_to_string(&pipe_name).unwrap().trim().to_string();
+    let pipe = std::fs::read_to_string(&pipe_name)
+        .unwrap()
+        .trim()
+        .to_string();
     assert!(pipe.starts_with("pipe:["), "{pipe}");
 
     let sup = s.supervisor_pid().expect("daemon running");
@@ -429,7 +443,10 @@ fn start_with_fd_7_piped_to_cat_returns_and_nobody_keeps_the_pipe() {
             .into_iter()
             .filter(|(fd, link)| *fd > 2 && !(*fd == 255 && link.ends_with("fake-ffmpeg")))
             .collect();
-        assert!(extra.is_empty(), "ffmpeg {pid} has more than 0-2: {extra:?}");
+        assert!(
+            extra.is_empty(),
+            "ffmpeg {pid} has more than 0-2: {extra:?}"
+        );
     }
     let out = s.run(&["stop"]);
     assert_eq!(code(&out), 0, "{}", text(&out));
@@ -508,7 +525,10 @@ fn start_kills_grandchildren_a_sigkilled_supervisor_left_behind() {
     s.set_mode("run");
     let out = s.run(&["start"]);
     assert_eq!(code(&out), 0, "{}", text(&out));
-    assert!(gone(grandchild, Duration::from_secs(3)), "grandchild killed");
+    assert!(
+        gone(grandchild, Duration::from_secs(3)),
+        "grandchild killed"
+    );
     let log = std::fs::read_to_string(s.log_dir().join("supervisor.log")).unwrap_or_default();
     assert!(
         log.contains("left behind") && log.contains(&grandchild.to_string()),
@@ -560,11 +580,17 @@ fn start_kills_an_unmarked_grandchild_by_its_recorded_group() {
     kill(sup, libc::SIGKILL);
     let _ = s.foreground.take().map(|mut c| c.wait());
     std::thread::sleep(Duration::from_millis(200));
-    assert!(alive(grandchild), "the unmarked grandchild outlives the supervisor");
+    assert!(
+        alive(grandchild),
+        "the unmarked grandchild outlives the supervisor"
+    );
 
     let out = s.run(&["start"]);
     assert_eq!(code(&out), 0, "{}", text(&out));
-    assert!(gone(grandchild, Duration::from_secs(3)), "grandchild killed");
+    assert!(
+        gone(grandchild, Duration::from_secs(3)),
+        "grandchild killed"
+    );
     let out = s.run(&["stop"]);
     assert_eq!(code(&out), 0, "{}", text(&out));
 }
