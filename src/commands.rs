@@ -135,6 +135,13 @@ pub fn run_supervisor(
         detach_stdio();
     }
     sup.run();
+    // Every child was stopped and reaped; a grandchild that ignored the group's SIGINT
+    // goes now, and no group record outlives its group (a stale pgid could one day name
+    // somebody else's).
+    let left = crate::child::kill_leftovers(&settings.paths.state_dir);
+    if !left.is_empty() {
+        log::warn!("killed {} leftover process(es) at stop: pid {left:?}", left.len());
+    }
     drop(lock);
     Ok(Exit::Ok)
 }
