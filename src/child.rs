@@ -305,3 +305,49 @@ pub fn descends_from(mut pid: i32, ancestor: i32) -> bool {
     }
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorded_group_is_ours_only_on_this_boot_and_unreused() {
+        let me = std::process::id() as i32;
+        let my_start = start_time(me).unwrap();
+        let boot = "b-this";
+        let table: Vec<(String, Option<i32>)> = vec![
+            // Leader alive with the recorded start time: still ours.
+            (format!("{me} {boot} {my_start}"), Some(me)),
+            // Leader's pid now names a process that started at another time: reused.
+            (format!("{me} {boot} {}", my_start + 1), None),
+            // Leader gone (pid free): its group may still hold grandchildren.
+            (format!("{} {boot} 5", i32::MAX - 1), Some(i32::MAX - 1)),
+            // Another boot: nobody's now.
+            (format!("{me} b-other {my_start}"), None),
+            // Never init's group, never garbage.
+            (format!("1 {boot} 0"), None),
+            ("".into(), None),
+            ("12 b-this".into(), None),
+            ("x b-this 3".into(), None),
+        ];
+        for (record, want) in table {
+            assert_eq!(group_is_ours(&record, boot), want, "{record:?}");
+        }
+    }
+
+    #[test]
+    fn spawn_records_the_group() {
+        let d = tempfile::tempdir().unwrap();
+        let spec = ChildSpec {
+            program: "/bin/sleep".into(),
+            args: vec!["5".into()],
+            env: Vec::new(),
+        };
+        let mut c = spawn(&spec, "a/b", d.path()).unwrap();
+        let text = std::fs::read_to_string(groups_dir(d.path()).join("a_b")).unwrap();
+        assert_eq!(group_is_ours(&text, &boot_id()), Some(c.id() as i32));
+        assert_eq!(kill_leftovers(d.path()), vec![c.id() as i32]);
+        let _ = c.wait();
+        assert!(!groups_dir(d.path()).join("a_b").exists());
+    }
+}

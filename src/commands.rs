@@ -140,7 +140,10 @@ pub fn run_supervisor(
     // somebody else's).
     let left = crate::child::kill_leftovers(&settings.paths.state_dir);
     if !left.is_empty() {
-        log::warn!("killed {} leftover process(es) at stop: pid {left:?}", left.len());
+        log::warn!(
+            "killed {} leftover process(es) at stop: pid {left:?}",
+            left.len()
+        );
     }
     drop(lock);
     Ok(Exit::Ok)
