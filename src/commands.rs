@@ -297,7 +297,11 @@ fn report_line(st: &StreamStatus) -> String {
 
 /// The recorded supervisor pid, if that process is alive and is this program.
 fn live_supervisor(state_dir: &Path) -> Option<i32> {
-    let pid = lock::recorded_pid(state_dir)?;
+    is_us(lock::recorded_pid(state_dir)?)
+}
+
+/// `pid`, if that process is alive and is this program.
+fn is_us(pid: i32) -> Option<i32> {
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let argv0 = cmdline.split(|b| *b == 0).next()?;
     let name = Path::new(std::str::from_utf8(argv0).ok()?)
@@ -384,7 +388,11 @@ pub fn force_stop(global: &Global) -> Result<Exit, Error> {
     let state_dir = &settings.paths.state_dir;
     let mut killed_sup = None;
     if lock::is_held(state_dir) {
-        if let Some(pid) = live_supervisor(state_dir) {
+        // The pid file may be gone already (a supervisor in shutdown): ask the kernel
+        // who holds the lock.
+        let holder =
+            live_supervisor(state_dir).or_else(|| lock::holder_pid(state_dir).and_then(is_us));
+        if let Some(pid) = holder {
             match kill(Pid::from_raw(pid), Signal::SIGKILL) {
                 Ok(()) if gone_within(pid, Duration::from_secs(2)) => killed_sup = Some(pid),
                 Ok(()) => {
@@ -401,6 +409,15 @@ pub fn force_stop(global: &Global) -> Result<Exit, Error> {
                 }
             }
         }
+    }
+    if killed_sup.is_none() && lock::is_held(state_dir) {
+        let who = lock::holder_pid(state_dir)
+            .map(|p| format!("pid {p}, not this program"))
+            .unwrap_or_else(|| "an unknown process".into());
+        return Err(Error::general(format!(
+            "lock {} is held by {who}; nothing was killed",
+            lock::lock_path(state_dir).display()
+        )));
     }
     // Children die with their wrapper thread (PDEATHSIG); anything left carries our marker
     // or sits in a recorded process group.

@@ -207,6 +207,60 @@ fn force_stop_as_non_root_fails_naming_permission_and_kills_nothing() {
 }
 
 #[test]
+fn force_stop_finds_the_supervisor_by_its_lock_when_the_pid_file_is_gone() {
+    let mut s = one_mic("run");
+    s.start_foreground();
+    s.wait_for("garden running", Duration::from_secs(10), running);
+    let pid = s.supervisor_pid().unwrap();
+    let ffmpeg = s.stream("garden").unwrap()["pid"].as_i64().unwrap() as i32;
+    std::fs::remove_file(s.state_dir().join("supervisor.pid")).unwrap();
+    let out = s.run(&["force-stop"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("killed supervisor pid {pid}")),
+        "{}",
+        text(&out)
+    );
+    let _ = s.foreground.take().map(|mut c| c.wait());
+    assert!(!alive(pid));
+    assert!(gone(ffmpeg, Duration::from_secs(3)));
+    assert!(s.marked().is_empty());
+}
+
+#[test]
+fn force_stop_names_a_foreign_lock_holder_and_kills_nothing() {
+    let s = one_mic("run");
+    std::fs::create_dir_all(s.state_dir()).unwrap();
+    let lock = s.state_dir().join("lock");
+    let mut holder = Command::new("flock")
+        .arg(&lock)
+        .args(["sleep", "30"])
+        .process_group(0)
+        .spawn()
+        .expect("flock (util-linux)");
+    let _guard = Group(holder.id() as i32);
+    let until = Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_to_string("/proc/locks")
+        .unwrap()
+        .contains(&format!(" {} ", holder.id()))
+    {
+        assert!(Instant::now() < until, "flock never took the lock");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = s.run(&["force-stop"]);
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("pid {}", holder.id())) && err.contains("nothing was killed"),
+        "{err}"
+    );
+    assert!(
+        holder.try_wait().unwrap().is_none(),
+        "the foreign holder lives"
+    );
+}
+
+#[test]
 fn stop_as_non_root_fails_naming_permission() {
     if !is_root() {
         eprintln!("skipped: needs root to drop privileges (CI runs as root)");
