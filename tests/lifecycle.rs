@@ -634,6 +634,17 @@ fn start_kills_grandchildren_a_sigkilled_supervisor_left_behind() {
 /// the recorded process group finds its grandchild.
 #[test]
 fn start_kills_an_unmarked_grandchild_by_its_recorded_group() {
+    unmarked_grandchild_then("start");
+}
+
+#[test]
+fn force_stop_kills_an_unmarked_grandchild_by_its_recorded_group() {
+    unmarked_grandchild_then("force-stop");
+}
+
+/// SIGKILL the supervisor while its ffmpeg's wrapper has forked an unmarked grandchild,
+/// then run `verb`: the grandchild goes.
+fn unmarked_grandchild_then(verb: &str) {
     let mut s = one_mic("run");
     let wrapper = s.dir.path().join("ffmpeg-wrapper");
     let pid_file = s.dir.path().join("grandchild.pid");
@@ -667,12 +678,20 @@ fn start_kills_an_unmarked_grandchild_by_its_recorded_group() {
         "the unmarked grandchild outlives the supervisor"
     );
 
-    let out = s.run(&["start"]);
+    let out = s.run(&[verb]);
     assert_eq!(code(&out), 0, "{}", text(&out));
     assert!(
         gone(grandchild, Duration::from_secs(3)),
-        "grandchild killed"
+        "grandchild killed by {verb}"
     );
+    if verb == "force-stop" {
+        let said = String::from_utf8_lossy(&out.stdout).to_string();
+        // At least the grandchild (a `sleep` of the fake's loop may still be on its way).
+        assert!(
+            said.contains("no supervisor running; killed ") && !said.contains("killed 0 "),
+            "{said}"
+        );
+    }
     let out = s.run(&["stop"]);
     assert_eq!(code(&out), 0, "{}", text(&out));
 }
