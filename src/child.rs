@@ -51,6 +51,15 @@ pub fn spawn(spec: &ChildSpec, stream: &str, state_dir: &Path) -> std::io::Resul
             SigSet::empty().thread_set_mask()?;
             // Ignored signals survive exec; a supervisor started with `&` ignores SIGINT and
             // its ffmpeg would then ignore our graceful stop.
+            // Only stdin, stdout and stderr cross exec: anything else still open (a
+            // descriptor some library opened without O_CLOEXEC) is marked close-on-exec.
+            // Marking, not closing: std's exec-error pipe must stay open until exec.
+            libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
             for sig in [
                 Signal::SIGINT,
                 Signal::SIGTERM,
@@ -63,7 +72,146 @@ pub fn spawn(spec: &ChildSpec, stream: &str, state_dir: &Path) -> std::io::Resul
             Ok(())
         });
     }
-    cmd.spawn()
+    let child = cmd.spawn()?;
+    record_group(state_dir, stream, child.id() as i32);
+    Ok(child)
+}
+
+/// Where each stream's current process group is recorded, so the next supervisor can
+/// kill what a SIGKILLed one left behind (grandchildren have no PDEATHSIG).
+pub fn groups_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("groups")
+}
+
+/// This boot's id: a recorded group from an earlier boot is nobody's now.
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Start time of a process (clock ticks since boot), field 22 of /proc/<pid>/stat.
+pub fn start_time(pid: i32) -> Option<u64> {
+    stat_fields(pid)?.get(19)?.parse().ok()
+}
+
+/// Record `<state_dir>/groups/<stream>` = "pgid boot_id leader_start_time" (overwritten at
+/// each spawn; best effort: a failure only weakens the next start's clean-up).
+fn record_group(state_dir: &Path, stream: &str, pgid: i32) {
+    let dir = groups_dir(state_dir);
+    let start = start_time(pgid).unwrap_or(0);
+    let text = format!("{pgid} {} {start}\n", boot_id());
+    let safe: String = stream
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_-.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let path = dir.join(safe.trim_start_matches('.'));
+    let tmp = dir.join(format!(".{}.tmp", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir)
+        .and_then(|_| std::fs::write(&tmp, text))
+        .and_then(|_| std::fs::rename(&tmp, &path));
+}
+
+/// Is the recorded group still the one we started? Same boot, and no other process
+/// has taken the leader's pid since (Linux never reuses a pid while a group uses it).
+pub fn group_is_ours(record: &str, this_boot: &str) -> Option<i32> {
+    let mut w = record.split_whitespace();
+    let pgid: i32 = w.next()?.parse().ok().filter(|p| *p > 1)?;
+    let boot = w.next()?;
+    let start: u64 = w.next()?.parse().ok()?;
+    if boot != this_boot {
+        return None;
+    }
+    match start_time(pgid) {
+        Some(now) if now != start => None,
+        _ => Some(pgid),
+    }
+}
+
+/// What a previous supervisor of this state dir left behind: recorded process groups
+/// (SIGKILLed) and marked processes (SIGKILLed). Call with the instance lock held, before
+/// spawning anything. Returns the pids that were alive and killed.
+pub fn kill_leftovers(state_dir: &Path) -> Vec<i32> {
+    let this_boot = boot_id();
+    let mut killed = Vec::new();
+    let note = |pid: i32, killed: &mut Vec<i32>| {
+        if !killed.contains(&pid) {
+            killed.push(pid);
+        }
+    };
+    if let Ok(rd) = std::fs::read_dir(groups_dir(state_dir)) {
+        for e in rd.flatten() {
+            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+            if let Some(pgid) = group_is_ours(&text, &this_boot) {
+                for pid in group_members(pgid) {
+                    note(pid, &mut killed);
+                }
+                let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+            }
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let left = find_marked(state_dir);
+        if left.is_empty() || std::time::Instant::now() >= deadline {
+            break;
+        }
+        for m in left {
+            note(m.pid, &mut killed);
+            let _ = nix::sys::signal::kill(Pid::from_raw(m.pid), Signal::SIGKILL);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    killed
+}
+
+/// Live (non-zombie) processes whose process group is `pgid`.
+fn group_members(pgid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Some(f) = stat_fields(pid) else { continue };
+        if f.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid)
+            && f.first().map(String::as_str) != Some("Z")
+        {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Descriptors above 2 that the caller passed in (`start 7>&1 | cat`) must not live on in
+/// the daemon or its ffmpeg. `close`: close them (long-lived commands); else mark them
+/// close-on-exec. Call first thing in main, before any thread or descriptor of ours exists.
+pub fn drop_inherited_fds(close: bool) {
+    let fds: Vec<i32> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(rd) => rd
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .filter(|fd| *fd > 2)
+            .collect(),
+        Err(_) => return,
+    };
+    // The directory's own descriptor is closed by now; a stale number just gives EBADF.
+    for fd in fds {
+        // SAFETY: no thread exists yet and nothing of ours uses descriptors above 2.
+        unsafe {
+            if close {
+                libc::close(fd);
+            } else {
+                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            }
+        }
+    }
 }
 
 /// Signal a child's whole process group (ffmpeg and anything it forked).
@@ -156,4 +304,50 @@ pub fn descends_from(mut pid: i32, ancestor: i32) -> bool {
         }
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorded_group_is_ours_only_on_this_boot_and_unreused() {
+        let me = std::process::id() as i32;
+        let my_start = start_time(me).unwrap();
+        let boot = "b-this";
+        let table: Vec<(String, Option<i32>)> = vec![
+            // Leader alive with the recorded start time: still ours.
+            (format!("{me} {boot} {my_start}"), Some(me)),
+            // Leader's pid now names a process that started at another time: reused.
+            (format!("{me} {boot} {}", my_start + 1), None),
+            // Leader gone (pid free): its group may still hold grandchildren.
+            (format!("{} {boot} 5", i32::MAX - 1), Some(i32::MAX - 1)),
+            // Another boot: nobody's now.
+            (format!("{me} b-other {my_start}"), None),
+            // Never init's group, never garbage.
+            (format!("1 {boot} 0"), None),
+            ("".into(), None),
+            ("12 b-this".into(), None),
+            ("x b-this 3".into(), None),
+        ];
+        for (record, want) in table {
+            assert_eq!(group_is_ours(&record, boot), want, "{record:?}");
+        }
+    }
+
+    #[test]
+    fn spawn_records_the_group() {
+        let d = tempfile::tempdir().unwrap();
+        let spec = ChildSpec {
+            program: "/bin/sleep".into(),
+            args: vec!["5".into()],
+            env: Vec::new(),
+        };
+        let mut c = spawn(&spec, "a/b", d.path()).unwrap();
+        let text = std::fs::read_to_string(groups_dir(d.path()).join("a_b")).unwrap();
+        assert_eq!(group_is_ours(&text, &boot_id()), Some(c.id() as i32));
+        assert_eq!(kill_leftovers(d.path()), vec![c.id() as i32]);
+        let _ = c.wait();
+        assert!(!groups_dir(d.path()).join("a_b").exists());
+    }
 }

@@ -58,10 +58,17 @@ fn load(global: &Global) -> Result<Settings, Error> {
     Ok(s)
 }
 
-pub fn start(global: &Global, foreground: bool) -> Result<Exit, Error> {
+/// Every check `start` makes before it runs anything: config (4), ffmpeg (3), device
+/// file and options (4). `restart` runs them before it stops the running supervisor.
+fn preflight(global: &Global) -> Result<(Settings, HostSource), Error> {
     let settings = load(global)?;
     check_ffmpeg(&settings.paths.ffmpeg)?;
     let source = HostSource::new(global, &settings)?;
+    Ok((settings, source))
+}
+
+pub fn start(global: &Global, foreground: bool) -> Result<Exit, Error> {
+    let (settings, source) = preflight(global)?;
     let daemonized = std::env::var_os(DAEMON_ENV).is_some();
     if !foreground && !daemonized && std::env::var_os("NOTIFY_SOCKET").is_none() {
         return daemonize(&settings, global);
@@ -87,6 +94,19 @@ pub fn run_supervisor(
                 ))
             },
         )?;
+    }
+    // A SIGKILLed predecessor's grandchildren (no PDEATHSIG) would stream on as orphans.
+    let leftovers = crate::child::kill_leftovers(&settings.paths.state_dir);
+    if !leftovers.is_empty() {
+        log::warn!(
+            "killed {} process(es) a previous supervisor left behind: pid {}",
+            leftovers.len(),
+            leftovers
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     let mut sup = Supervisor::new(settings.clone(), source);
     let found = sup.wait_for_streams(settings.startup.device_wait);
@@ -115,6 +135,16 @@ pub fn run_supervisor(
         detach_stdio();
     }
     sup.run();
+    // Every child was stopped and reaped; a grandchild that ignored the group's SIGINT
+    // goes now, and no group record outlives its group (a stale pgid could one day name
+    // somebody else's).
+    let left = crate::child::kill_leftovers(&settings.paths.state_dir);
+    if !left.is_empty() {
+        log::warn!(
+            "killed {} leftover process(es) at stop: pid {left:?}",
+            left.len()
+        );
+    }
     drop(lock);
     Ok(Exit::Ok)
 }
@@ -267,7 +297,11 @@ fn report_line(st: &StreamStatus) -> String {
 
 /// The recorded supervisor pid, if that process is alive and is this program.
 fn live_supervisor(state_dir: &Path) -> Option<i32> {
-    let pid = lock::recorded_pid(state_dir)?;
+    is_us(lock::recorded_pid(state_dir)?)
+}
+
+/// `pid`, if that process is alive and is this program.
+fn is_us(pid: i32) -> Option<i32> {
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let argv0 = cmdline.split(|b| *b == 0).next()?;
     let name = Path::new(std::str::from_utf8(argv0).ok()?)
@@ -289,16 +323,8 @@ pub fn stop(global: &Global, timeout: Duration) -> Result<Exit, Error> {
         println!("supervisor not running");
         return Ok(Exit::Ok);
     }
-    match control::request(state_dir, &Request::Stop, ANSWER) {
-        Ok(_) => {}
-        Err(e) => {
-            // Not answering: fall back to SIGTERM, which is the same graceful stop.
-            let pid = live_supervisor(state_dir)
-                .ok_or_else(|| Error::general(format!("cannot ask the supervisor to stop: {e}")))?;
-            log::warn!("{e}; sending SIGTERM to pid {pid}");
-            kill(Pid::from_raw(pid), Signal::SIGTERM)
-                .map_err(|e| Error::general(format!("cannot signal supervisor pid {pid}: {e}")))?;
-        }
+    if let Err(e) = control::request(state_dir, &Request::Stop, ANSWER) {
+        ask_by_signal(state_dir, &e)?;
     }
     let until = Instant::now() + timeout;
     while lock::is_held(state_dir) {
@@ -314,49 +340,127 @@ pub fn stop(global: &Global, timeout: Duration) -> Result<Exit, Error> {
     Ok(Exit::Ok)
 }
 
+/// The socket did not take the request. Either the supervisor is already stopping (it
+/// removed its socket and pid file but still holds the lock: wait like the first `stop`),
+/// or it is not answering (SIGTERM is the same graceful stop).
+fn ask_by_signal(state_dir: &Path, why: &ClientError) -> Result<(), Error> {
+    let Some(pid) = live_supervisor(state_dir) else {
+        log::info!("{why}; the supervisor is already stopping, waiting for it");
+        return Ok(());
+    };
+    log::warn!("{why}; sending SIGTERM to pid {pid}");
+    match kill(Pid::from_raw(pid), Signal::SIGTERM) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+        Err(e) => Err(Error::general(format!(
+            "cannot signal supervisor pid {pid}: {}",
+            kill_error(e)
+        ))),
+    }
+}
+
+/// Why a signal could not be sent, in words a non-root user can act on.
+fn kill_error(e: nix::errno::Errno) -> String {
+    if e == nix::errno::Errno::EPERM {
+        "permission denied (EPERM): it runs as another user; run this as root".into()
+    } else {
+        e.to_string()
+    }
+}
+
+/// Wait until `pid` is gone (or a zombie) for up to `limit`.
+fn gone_within(pid: i32, limit: Duration) -> bool {
+    let until = Instant::now() + limit;
+    loop {
+        if !Path::new(&format!("/proc/{pid}")).exists() || crate::child::is_zombie(pid) {
+            return true;
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// SIGKILL everything of this state dir, and say exactly what was and was not killed:
+/// a kill that failed (EPERM as non-root) is exit 1, never "killed".
 pub fn force_stop(global: &Global) -> Result<Exit, Error> {
     let settings = load(global)?;
     let state_dir = &settings.paths.state_dir;
     let mut killed_sup = None;
     if lock::is_held(state_dir) {
-        if let Some(pid) = live_supervisor(state_dir) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            killed_sup = Some(pid);
+        // The pid file may be gone already (a supervisor in shutdown): ask the kernel
+        // who holds the lock.
+        let holder =
+            live_supervisor(state_dir).or_else(|| lock::holder_pid(state_dir).and_then(is_us));
+        if let Some(pid) = holder {
+            match kill(Pid::from_raw(pid), Signal::SIGKILL) {
+                Ok(()) if gone_within(pid, Duration::from_secs(2)) => killed_sup = Some(pid),
+                Ok(()) => {
+                    return Err(Error::general(format!(
+                        "sent SIGKILL to supervisor pid {pid} but it is still alive after 2s"
+                    )))
+                }
+                Err(nix::errno::Errno::ESRCH) => {}
+                Err(e) => {
+                    return Err(Error::general(format!(
+                        "cannot kill supervisor pid {pid}: {}; nothing was killed",
+                        kill_error(e)
+                    )))
+                }
+            }
         }
     }
-    // Children die with their wrapper thread (PDEATHSIG); anything left carries our marker.
-    let deadline = Instant::now() + Duration::from_secs(2);
-    let mut killed = 0;
-    loop {
-        let left = crate::child::find_marked(state_dir);
-        if left.is_empty() || Instant::now() >= deadline {
-            break;
-        }
-        for m in left {
-            let _ = kill(Pid::from_raw(m.pid), Signal::SIGKILL);
-            killed += 1;
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    if killed_sup.is_none() && lock::is_held(state_dir) {
+        let who = lock::holder_pid(state_dir)
+            .map(|p| format!("pid {p}, not this program"))
+            .unwrap_or_else(|| "an unknown process".into());
+        return Err(Error::general(format!(
+            "lock {} is held by {who}; nothing was killed",
+            lock::lock_path(state_dir).display()
+        )));
     }
+    // Children die with their wrapper thread (PDEATHSIG); anything left carries our marker
+    // or sits in a recorded process group.
+    let mut killed = crate::child::kill_leftovers(state_dir);
+    let mut failed: Vec<String> = Vec::new();
+    for m in crate::child::find_marked(state_dir) {
+        match kill(Pid::from_raw(m.pid), Signal::SIGKILL) {
+            Ok(()) if gone_within(m.pid, Duration::from_millis(500)) => killed.push(m.pid),
+            Ok(()) => failed.push(format!("pid {} still alive after SIGKILL", m.pid)),
+            Err(nix::errno::Errno::ESRCH) => {}
+            Err(e) => failed.push(format!("pid {}: {}", m.pid, kill_error(e))),
+        }
+    }
+    killed.sort_unstable();
+    killed.dedup();
     if let Ok(rd) = std::fs::read_dir(state_dir.join("streams")) {
         for e in rd.flatten() {
             let _ = std::fs::remove_file(e.path());
         }
     }
-    if killed_sup.is_some() || !lock::is_held(state_dir) {
+    if !lock::is_held(state_dir) {
         let _ = std::fs::remove_file(lock::pid_path(state_dir));
     }
-    match killed_sup {
-        Some(pid) => {
-            println!("killed supervisor pid {pid}; killed {killed} leftover ffmpeg process(es)")
-        }
-        None => println!("no supervisor running; killed {killed} leftover ffmpeg process(es)"),
+    let what = match killed_sup {
+        Some(pid) => format!("killed supervisor pid {pid}"),
+        None => "no supervisor running".to_string(),
+    };
+    let n = killed.len();
+    if !failed.is_empty() {
+        return Err(Error::general(format!(
+            "{what}; killed {n} leftover process(es); could not kill {}: {}",
+            failed.len(),
+            failed.join("; ")
+        )));
     }
+    println!("{what}; killed {n} leftover ffmpeg process(es)");
     Ok(Exit::Ok)
 }
 
 pub fn restart(global: &Global, streams: Vec<String>, timeout: Duration) -> Result<Exit, Error> {
     if streams.is_empty() {
+        // Nothing is stopped unless the new supervisor could start.
+        preflight(global)?;
         stop(global, timeout)?;
         return start(global, false);
     }

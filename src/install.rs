@@ -190,6 +190,25 @@ fn cron_binary(binary: &Path) -> Result<&str, String> {
     }
 }
 
+/// What the cron line runs before ` monitor`: the binary, and with `install -c FILE` also
+/// `-c 'FILE'`, so cron checks the same state dir as the service. The line sits inside
+/// `flock -c '…'`, so FILE is quoted for the inner shell and every `'` of that quoted
+/// word is written as `'\''` for the outer one. Without `-c` the SPEC §9 line is unchanged.
+pub fn cron_command(binary: &Path, config: Option<&Path>) -> Result<String, String> {
+    let b = cron_binary(binary)?;
+    let Some(c) = config else {
+        return Ok(b.to_string());
+    };
+    let c = path_str(c)?;
+    if c.chars().any(|ch| ch.is_control() || ch == '%') {
+        return Err(format!(
+            "config path {c:?} cannot go into the cron line (cron turns % into a newline; no control characters); use --no-cron or move the file"
+        ));
+    }
+    let inner = format!("'{}'", c.replace('\'', "'\\''"));
+    Ok(format!("{b} -c {}", inner.replace('\'', "'\\''")))
+}
+
 /// Is this unit text exactly what `install` writes, for whatever ExecStart it has?
 pub fn is_our_unit(text: &str) -> bool {
     text.lines()
@@ -374,8 +393,8 @@ pub fn install(global: &Global, opts: &InstallOptions) -> Result<Exit, Error> {
     let root = root_dir(opts.root.as_deref());
     let mut files = vec![(root.join(UNIT_PATH), render_unit(&exec))];
     if !opts.no_cron {
-        let b = cron_binary(&binary).map_err(Error::general)?;
-        files.push((root.join(CRON_PATH), render_cron(b)));
+        let b = cron_command(&binary, config.as_deref()).map_err(Error::general)?;
+        files.push((root.join(CRON_PATH), render_cron(&b)));
     }
     let plans = files
         .iter()
@@ -566,6 +585,34 @@ mod tests {
             assert!(cron_binary(Path::new(bad)).is_err(), "{bad}");
         }
         assert!(cron_binary(Path::new("/usr/local/bin/mediamtx-stream-manager")).is_ok());
+    }
+
+    #[test]
+    fn cron_command_quotes_the_config_for_both_shells() {
+        let b = Path::new("/usr/bin/m");
+        let table: &[(Option<&str>, Result<&str, ()>)] = &[
+            (None, Ok("/usr/bin/m")),
+            (
+                Some("/etc/m.toml"),
+                Ok(r"/usr/bin/m -c '\''/etc/m.toml'\''"),
+            ),
+            (
+                Some("/a b/c.toml"),
+                Ok(r"/usr/bin/m -c '\''/a b/c.toml'\''"),
+            ),
+            (
+                Some("/it's.toml"),
+                Ok(r"/usr/bin/m -c '\''/it'\''\'\'''\''s.toml'\''"),
+            ),
+            (Some("/50%.toml"), Err(())),
+            (Some("/a\nb"), Err(())),
+        ];
+        for (config, want) in table {
+            let got = cron_command(b, config.map(Path::new));
+            assert_eq!(got.map_err(|_| ()), want.map(str::to_string), "{config:?}");
+        }
+        let text = render_cron(&cron_command(b, Some(Path::new("/it's.toml"))).unwrap());
+        assert!(is_our_cron(&text));
     }
 
     #[test]

@@ -49,6 +49,9 @@ pub fn main_entry() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    // Before any thread or descriptor of ours: nothing the caller passed in lives on in a
+    // long-lived supervisor, and nothing crosses an exec (daemon re-exec, ffmpeg).
+    child::drop_inherited_fds(matches!(cli.command, Command::Start { .. }));
     init_logging(&cli.global);
     if !matches!(
         cli.command,

@@ -120,9 +120,45 @@ pub fn is_held(state_dir: &Path) -> bool {
     matches!(file.try_lock_shared(), Err(TryLockError::WouldBlock))
 }
 
+/// The pid holding the instance lock, from /proc/locks (the pid file may already be gone,
+/// e.g. during shutdown): `force-stop` must not say "no supervisor" while one holds it.
+pub fn holder_pid(state_dir: &Path) -> Option<i32> {
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::metadata(lock_path(state_dir)).ok()?.ino();
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    holder_in(&locks, ino)
+}
+
+/// The FLOCK WRITE holder of inode `ino` in /proc/locks text (waiters, `->`, skipped).
+fn holder_in(locks: &str, ino: u64) -> Option<i32> {
+    locks.lines().find_map(|l| {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        if w.len() < 6 || w[1] != "FLOCK" || w[3] != "WRITE" {
+            return None;
+        }
+        let file_ino: u64 = w[5].rsplit(':').next()?.parse().ok()?;
+        (file_ino == ino).then(|| w[4].parse().ok()).flatten()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lock_holder_from_proc_locks() {
+        let text = "1: FLOCK  ADVISORY  WRITE 27640 fe:00:5391466 0 EOF\n\
+                    1: -> FLOCK  ADVISORY  WRITE 99 fe:00:42 0 EOF\n\
+                    2: FLOCK  ADVISORY  READ 11 fe:00:42 0 EOF\n\
+                    3: POSIX  ADVISORY  WRITE 12 fe:00:42 0 EOF\n\
+                    4: FLOCK  ADVISORY  WRITE 25788 fe:00:42 0 EOF\n";
+        assert_eq!(holder_in(text, 42), Some(25788));
+        assert_eq!(holder_in(text, 5391466), Some(27640));
+        assert_eq!(holder_in(text, 7), None);
+        let d = tempfile::tempdir().unwrap();
+        let _l = InstanceLock::acquire(d.path()).unwrap();
+        assert_eq!(holder_pid(d.path()), Some(std::process::id() as i32));
+    }
 
     #[test]
     fn second_acquire_fails_with_5_and_release_on_drop() {
