@@ -69,6 +69,20 @@ pub struct Health {
     /// Silence threshold in dB (e.g. -50); `None` turns silence detection off.
     pub silence_db: Option<f64>,
     pub silence_for: Duration,
+    /// Live peak/RMS levels from the stream's own ffmpeg (astats); cheap, see docs/ffmpeg.md.
+    pub levels: bool,
+}
+
+/// `[recording]`: local segments written by the stream's own ffmpeg (docs/recording.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recording {
+    pub enabled: bool,
+    pub dir: PathBuf,
+    pub segment: Duration,
+    /// Container name (`ogg`, `ts`, `mp3`, ...); `None`: the codec's natural one.
+    pub format: Option<String>,
+    pub max_files: Option<u32>,
+    pub max_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +109,8 @@ pub struct DeviceOverride {
     pub stream: Option<String>,
     pub alsa_device: Option<String>,
     pub enabled: Option<bool>,
+    /// Per-stream override of `[recording] enabled`.
+    pub record: Option<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -135,6 +151,7 @@ pub struct Settings {
     pub multiplex: Multiplex,
     pub metrics: Metrics,
     pub logs: Logs,
+    pub recording: Recording,
     /// Unknown keys seen while reading the file (printed as warnings).
     pub warnings: Vec<String>,
 }
@@ -185,6 +202,7 @@ impl Default for Settings {
                 unpublished_timeout: secs(30),
                 silence_db: None,
                 silence_for: secs(60),
+                levels: true,
             },
             stop: Stop { grace: secs(5) },
             monitor: Monitor {
@@ -207,6 +225,14 @@ impl Default for Settings {
             logs: Logs {
                 max_size: 10 * 1024 * 1024,
                 keep: 3,
+            },
+            recording: Recording {
+                enabled: false,
+                dir: "/var/lib/mediamtx-stream-manager/recordings".into(),
+                segment: secs(300),
+                format: None,
+                max_files: None,
+                max_bytes: None,
             },
             warnings: Vec::new(),
         }
@@ -427,7 +453,7 @@ const PARAM_KEYS: [&str; 5] = [
     "codec",
     "thread_queue",
 ];
-const DEVICE_KEYS: [&str; 8] = [
+const DEVICE_KEYS: [&str; 9] = [
     "sample_rate",
     "channels",
     "bitrate",
@@ -436,6 +462,7 @@ const DEVICE_KEYS: [&str; 8] = [
     "stream",
     "alsa_device",
     "enabled",
+    "record",
 ];
 
 fn section<'a>(
@@ -528,6 +555,7 @@ impl Settings {
             "multiplex",
             "metrics",
             "logs",
+            "recording",
         ];
         let top = Reader {
             file,
@@ -639,6 +667,7 @@ impl Settings {
                 "unpublished_timeout",
                 "silence_db",
                 "silence_for",
+                "levels",
             ],
         )? {
             r.unknown(w);
@@ -652,6 +681,7 @@ impl Settings {
                 s.health.silence_db = Some(db);
             }
             set!(s.health.silence_for, r.duration("silence_for")?);
+            set!(s.health.levels, r.bool("levels")?);
         }
         if let Some(r) = section(file, &root, "stop", &["grace"])? {
             r.unknown(w);
@@ -727,6 +757,7 @@ impl Settings {
                     stream,
                     alsa_device: r.str("alsa_device")?.filter(|x| !x.trim().is_empty()),
                     enabled: r.bool("enabled")?,
+                    record: r.bool("record")?,
                 };
                 s.devices.insert(name.clone(), d);
             }
@@ -768,6 +799,44 @@ impl Settings {
             r.unknown(w);
             set!(s.logs.max_size, r.size("max_size")?);
             set!(s.logs.keep, r.uint("keep", 1, 100)?.map(|n| n as u32));
+        }
+        if let Some(r) = section(
+            file,
+            &root,
+            "recording",
+            &[
+                "enabled",
+                "dir",
+                "segment",
+                "format",
+                "max_files",
+                "max_bytes",
+            ],
+        )? {
+            r.unknown(w);
+            set!(s.recording.enabled, r.bool("enabled")?);
+            set!(s.recording.dir, r.path("dir")?);
+            if let Some(d) = r.duration("segment")? {
+                if d < Duration::from_secs(1) {
+                    let v = toml::Value::String(fmt_duration(d));
+                    return Err(r.err("segment", &v, "expected at least 1s"));
+                }
+                s.recording.segment = d;
+            }
+            if let Some(f) = r.str("format")? {
+                if crate::recording::container(&f).is_none() {
+                    let v = toml::Value::String(f.clone());
+                    let known = crate::recording::FORMATS.join(", ");
+                    return Err(r.err("format", &v, &format!("expected one of {known}")));
+                }
+                s.recording.format = Some(f);
+            }
+            if let Some(n) = r.uint("max_files", 1, u32::MAX as u64)? {
+                s.recording.max_files = Some(n as u32);
+            }
+            if let Some(n) = r.size("max_bytes")? {
+                s.recording.max_bytes = Some(n);
+            }
         }
         Ok(s)
     }

@@ -50,17 +50,42 @@ pub struct Silence {
     pub duration: Duration,
 }
 
+/// What the argv adds beyond capture and publish: silence events, live levels, and a
+/// local recording leg (tee muxer). `Extras::default()` adds nothing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Extras {
+    pub silence: Option<Silence>,
+    /// Print peak/RMS once a second (astats) to stderr.
+    pub levels: bool,
+    /// The tee slave that writes segments (`recording::Plan::tee_leg`).
+    pub record: Option<String>,
+}
+
+impl Extras {
+    pub fn silence(silence: Option<&Silence>) -> Extras {
+        Extras {
+            silence: silence.cloned(),
+            ..Extras::default()
+        }
+    }
+}
+
 /// Sample rates libopus accepts; others get `-ar 48000` on the output.
 const OPUS_RATES: [u32; 5] = [48000, 24000, 16000, 12000, 8000];
 
 /// Arguments after the program name, SPEC §6 order.
 pub fn individual(input: &InputSpec, out: &Output, silence: Option<&Silence>) -> Vec<String> {
+    individual_with(input, out, &Extras::silence(silence))
+}
+
+/// `individual` with levels and recording as asked.
+pub fn individual_with(input: &InputSpec, out: &Output, x: &Extras) -> Vec<String> {
     let mut a = head();
     push_input(&mut a, input);
     a.push("-af".into());
-    a.push(filter_chain(silence));
+    a.push(filter_chain(x, input.sample_rate));
     push_codec(&mut a, out, input.sample_rate, input.channels);
-    push_rtsp(&mut a, out);
+    push_outputs(&mut a, out, x);
     a
 }
 
@@ -72,6 +97,16 @@ pub fn multiplex(
     out: &Output,
     silence: Option<&Silence>,
 ) -> Vec<String> {
+    multiplex_with(inputs, filter, out, &Extras::silence(silence))
+}
+
+/// `multiplex` with levels and recording as asked.
+pub fn multiplex_with(
+    inputs: &[InputSpec],
+    filter: Filter,
+    out: &Output,
+    x: &Extras,
+) -> Vec<String> {
     let mut a = head();
     for i in inputs {
         push_input(&mut a, i);
@@ -82,10 +117,10 @@ pub fn multiplex(
         Filter::Amix => format!("amix=inputs={k}:duration=longest"),
         Filter::Amerge => format!("amerge=inputs={k}"),
     };
-    a.push("-filter_complex".into());
-    a.push(format!("{labels}{mixer},{}", filter_chain(silence)));
     // The mix runs at the first input's rate unless the encoder needs another.
     let rate = inputs.first().map_or(48000, |i| i.sample_rate);
+    a.push("-filter_complex".into());
+    a.push(format!("{labels}{mixer},{}", filter_chain(x, rate)));
     let channels = match filter {
         Filter::Amix => 2,
         Filter::Amerge => inputs.iter().map(|i| i.channels).sum(),
@@ -95,7 +130,7 @@ pub fn multiplex(
         a.extend(["-ac".into(), "2".into()]);
     }
     push_codec(&mut a, out, rate, channels);
-    push_rtsp(&mut a, out);
+    push_outputs(&mut a, out, x);
     a
 }
 
@@ -155,9 +190,23 @@ fn push_input(a: &mut Vec<String>, i: &InputSpec) {
 /// silence as frame metadata and `ametadata` prints it to stderr (fd 2) directly, so
 /// the events appear while `-loglevel warning` keeps the log quiet (silencedetect's own
 /// lines are info level).
-fn filter_chain(silence: Option<&Silence>) -> String {
+///
+/// Levels: a side branch cuts the audio into one-second frames (`asetnsamples`), `astats`
+/// measures each (reset every frame) and `ametadata` prints peak and RMS to stderr, where
+/// the reader takes them out of the log. It splits off before silencedetect so its
+/// prints never repeat silence keys.
+fn filter_chain(x: &Extras, rate: u32) -> String {
     let mut f = String::from("aresample=async=1:first_pts=0");
-    if let Some(s) = silence {
+    if x.levels {
+        f.push_str(&format!(
+            ",asplit[msm_a][msm_l];[msm_l]asetnsamples=n={}:p=0,\
+             astats=metadata=1:reset=1:measure_perchannel=none:\
+             measure_overall=Peak_level+RMS_level,\
+             ametadata=mode=print:file=pipe\\\\:2:direct=1,anullsink;[msm_a]anull",
+            rate.max(1)
+        ));
+    }
+    if let Some(s) = &x.silence {
         f.push_str(&format!(
             ",silencedetect=noise={}dB:d={},ametadata=mode=print:file=pipe\\\\:2:direct=1",
             s.db,
@@ -189,6 +238,23 @@ fn push_codec(a: &mut Vec<String>, out: &Output, rate: u32, channels: u32) {
     }
     if needs_downmix(out.codec, channels) {
         a.extend(["-ac".into(), "2".into()]);
+    }
+}
+
+/// Plain RTSP, or with recording the tee muxer: RTSP leg with `onfail=ignore` (a dead
+/// server ends publishing, not capture; ffmpeg 5.1 keeps running and writing progress)
+/// and the segment leg.
+fn push_outputs(a: &mut Vec<String>, out: &Output, x: &Extras) {
+    match &x.record {
+        None => push_rtsp(a, out),
+        Some(leg) => a.extend([
+            "-f".into(),
+            "tee".into(),
+            format!(
+                "[f=rtsp:rtsp_transport=tcp:onfail=ignore]{}|{leg}",
+                out.url.replace('\\', "\\\\").replace('|', "\\|")
+            ),
+        ]),
     }
 }
 
