@@ -312,7 +312,7 @@ pub fn render(s: &Snapshot) -> String {
         if st.silent {
             out.push_str("  input is silent\n");
         }
-        if !st.publishing {
+        if !st.publishing && st.state == "running" {
             out.push_str("  NOT publishing: RTSP leg down, recording continues\n");
         }
         if let Some(l) = &st.level {

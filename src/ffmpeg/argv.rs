@@ -84,6 +84,10 @@ pub fn individual_with(input: &InputSpec, out: &Output, x: &Extras) -> Vec<Strin
     push_input(&mut a, input);
     a.push("-af".into());
     a.push(filter_chain(x, input.sample_rate));
+    if x.record.is_some() {
+        // The tee muxer has no default codecs, so ffmpeg picks no stream unless told.
+        a.extend(["-map".into(), "0:a".into()]);
+    }
     push_codec(&mut a, out, input.sample_rate, input.channels);
     push_outputs(&mut a, out, x);
     a
@@ -120,7 +124,13 @@ pub fn multiplex_with(
     // The mix runs at the first input's rate unless the encoder needs another.
     let rate = inputs.first().map_or(48000, |i| i.sample_rate);
     a.push("-filter_complex".into());
-    a.push(format!("{labels}{mixer},{}", filter_chain(x, rate)));
+    if x.record.is_some() {
+        // The tee muxer has no default codecs: map the mix by label.
+        a.push(format!("{labels}{mixer},{}[msm_out]", filter_chain(x, rate)));
+        a.extend(["-map".into(), "[msm_out]".into()]);
+    } else {
+        a.push(format!("{labels}{mixer},{}", filter_chain(x, rate)));
+    }
     let channels = match filter {
         Filter::Amix => 2,
         Filter::Amerge => inputs.iter().map(|i| i.channels).sum(),
