@@ -137,7 +137,7 @@ pub fn judge_streams(snap: &Snapshot, grace: Duration) -> Vec<Finding> {
                 Level::Warning,
                 10,
                 "recording",
-                format!("{}: {e}", st.name),
+                format!("{}: recording: {e}", st.name),
             ));
         }
     }
