@@ -145,7 +145,11 @@ pub fn render(s: &Snapshot) -> String {
             &format!("{p}_stream_publishing"),
             "0 while ffmpeg's RTSP leg is down and only the recording runs.",
             &l,
-            if st.publishing || st.state != "running" { 1.0 } else { 0.0 },
+            if st.publishing || st.state != "running" {
+                1.0
+            } else {
+                0.0
+            },
         );
         if let Some(m) = &st.mediamtx {
             e.gauge(

@@ -196,7 +196,11 @@ fn recording_survives_an_rtsp_outage_and_publishing_comes_back() {
     while outage.elapsed() < Duration::from_secs(5) {
         let v = s.stream("garden").unwrap();
         check_bounds(&v);
-        assert_eq!(v["pid"].as_u64(), Some(pid1), "child replaced in the outage: {v}");
+        assert_eq!(
+            v["pid"].as_u64(),
+            Some(pid1),
+            "child replaced in the outage: {v}"
+        );
         assert_eq!(v["state"], "running", "{v}");
         assert_eq!(v["publishing"], false, "{v}");
         assert_eq!(v["health"], "unhealthy", "{v}");
@@ -252,7 +256,10 @@ fn recording_survives_an_rtsp_outage_and_publishing_comes_back() {
     let on_disk = segments(&seg_dir);
     let v = s.stream("garden").unwrap();
     check_bounds(&v);
-    assert!(!on_disk.contains(&before[0]), "oldest segment kept: {on_disk:?}");
+    assert!(
+        !on_disk.contains(&before[0]),
+        "oldest segment kept: {on_disk:?}"
+    );
     let finished = &on_disk[..on_disk.len() - 1];
     let bytes: u64 = finished
         .iter()
@@ -263,7 +270,10 @@ fn recording_survives_an_rtsp_outage_and_publishing_comes_back() {
     assert!(bytes <= MAX_BYTES + 25_000, "{bytes} bytes: {on_disk:?}");
     let log = std::fs::read_to_string(s.log_dir().join("garden.log")).unwrap();
     assert!(log.contains("Slave muxer #0 failed"), "{log}");
-    assert!(!log.contains("lavfi.astats"), "level lines stay out of the log");
+    assert!(
+        !log.contains("lavfi.astats"),
+        "level lines stay out of the log"
+    );
 }
 
 #[test]
@@ -281,21 +291,32 @@ fn unwritable_recording_dir_streams_anyway_and_is_reported() {
     s.set("monitor", "cpu_critical", "9000");
     setup(&mut s, &rec_dir, rx.port());
     s.start_foreground();
-    s.wait_for("running with a recording error", Duration::from_secs(15), |s| {
-        s.stream("garden").is_some_and(|v| {
-            v["state"] == "running" && rec(&v)["error"].as_str().is_some_and(|e| !e.is_empty())
-        })
-    });
+    s.wait_for(
+        "running with a recording error",
+        Duration::from_secs(15),
+        |s| {
+            s.stream("garden").is_some_and(|v| {
+                v["state"] == "running" && rec(&v)["error"].as_str().is_some_and(|e| !e.is_empty())
+            })
+        },
+    );
     let v = s.stream("garden").unwrap();
     assert_eq!(v["health"], "degraded", "{v}");
     let err = rec(&v)["error"].as_str().unwrap().to_string();
     assert!(err.contains("blocker"), "{err}");
     let out = s.run(&["monitor"]);
     assert_eq!(out.status.code(), Some(10), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("recording"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("recording"),
+        "{out:?}"
+    );
     let text = String::from_utf8_lossy(&s.run(&["status"]).stdout).to_string();
     assert!(text.contains("ERROR: cannot create"), "{text}");
-    assert_eq!(s.stream("garden").unwrap()["restarts"], 0, "no restart for recording");
+    assert_eq!(
+        s.stream("garden").unwrap()["restarts"],
+        0,
+        "no restart for recording"
+    );
     let a = rx.wait_audio(Duration::from_secs(20));
     assert!(a.seconds() >= 1.5 && a.mean_db > -30.0, "{a:?}");
 }

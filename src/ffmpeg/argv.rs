@@ -126,7 +126,10 @@ pub fn multiplex_with(
     a.push("-filter_complex".into());
     if x.record.is_some() {
         // The tee muxer has no default codecs: map the mix by label.
-        a.push(format!("{labels}{mixer},{}[msm_out]", filter_chain(x, rate)));
+        a.push(format!(
+            "{labels}{mixer},{}[msm_out]",
+            filter_chain(x, rate)
+        ));
         a.extend(["-map".into(), "[msm_out]".into()]);
     } else {
         a.push(format!("{labels}{mixer},{}", filter_chain(x, rate)));
@@ -201,21 +204,23 @@ fn push_input(a: &mut Vec<String>, i: &InputSpec) {
 /// the events appear while `-loglevel warning` keeps the log quiet (silencedetect's own
 /// lines are info level).
 ///
-/// Levels: a side branch cuts the audio into one-second frames (`asetnsamples`), `astats`
-/// measures each (reset every frame) and `ametadata` prints peak and RMS to stderr, where
-/// the reader takes them out of the log. It splits off before silencedetect so its
-/// prints never repeat silence keys.
+/// Levels: a side branch cuts the captured audio into one-second frames (`asetnsamples`),
+/// `astats` measures each (reset every frame) and `ametadata` prints peak and RMS to
+/// stderr, where the reader takes them out of the log. It splits off before `aresample`,
+/// so it measures what the device delivered, not silence aresample pads in for a slow
+/// clock, and before silencedetect, so its prints never repeat silence keys.
 fn filter_chain(x: &Extras, rate: u32) -> String {
-    let mut f = String::from("aresample=async=1:first_pts=0");
+    let mut f = String::new();
     if x.levels {
         f.push_str(&format!(
-            ",asplit[msm_a][msm_l];[msm_l]asetnsamples=n={}:p=0,\
+            "asplit[msm_a][msm_l];[msm_l]asetnsamples=n={}:p=0,\
              astats=metadata=1:reset=1:measure_perchannel=none:\
              measure_overall=Peak_level+RMS_level,\
-             ametadata=mode=print:file=pipe\\\\:2:direct=1,anullsink;[msm_a]anull",
+             ametadata=mode=print:file=pipe\\\\:2:direct=1,anullsink;[msm_a]",
             rate.max(1)
         ));
     }
+    f.push_str("aresample=async=1:first_pts=0");
     if let Some(s) = &x.silence {
         f.push_str(&format!(
             ",silencedetect=noise={}dB:d={},ametadata=mode=print:file=pipe\\\\:2:direct=1",
@@ -471,5 +476,45 @@ mod tests {
         for (c, n, want) in table {
             assert_eq!(needs_downmix(c, n), want, "{c} {n}");
         }
+    }
+
+    #[test]
+    fn levels_and_recording_extras() {
+        let x = Extras {
+            silence: None,
+            levels: true,
+            record: Some("[f=segment]/r/mic-%Y.ogg".into()),
+        };
+        let got = individual_with(&alsa("default", 44100, 2), &out(Codec::Opus), &x);
+        let want = words(&format!(
+            "{HEAD} -f alsa -ar 44100 -ac 2 -thread_queue_size 8192 -i default -af \
+             asplit[msm_a][msm_l];[msm_l]asetnsamples=n=44100:p=0,astats=metadata=1:reset=1:\
+             measure_perchannel=none:measure_overall=Peak_level+RMS_level,\
+             ametadata=mode=print:file=pipe\\\\:2:direct=1,anullsink;[msm_a]\
+             aresample=async=1:first_pts=0 -map 0:a -c:a libopus -b:a 128k -application audio \
+             -ar 48000 -f tee \
+             [f=rtsp:rtsp_transport=tcp:onfail=ignore]rtsp://127.0.0.1:8554/mic|[f=segment]/r/mic-%Y.ogg"
+        ));
+        assert_eq!(got, want);
+        let m = multiplex_with(
+            &[alsa("a", 48000, 1), alsa("b", 48000, 1)],
+            Filter::Amix,
+            &out(Codec::Aac),
+            &Extras {
+                record: Some("[f=segment]x".into()),
+                ..Extras::default()
+            },
+        );
+        let i = m.iter().position(|a| a == "-filter_complex").unwrap();
+        assert_eq!(
+            m[i + 1],
+            "[0:a][1:a]amix=inputs=2:duration=longest,aresample=async=1:first_pts=0[msm_out]"
+        );
+        assert_eq!(m[i + 2..i + 4], ["-map", "[msm_out]"]);
+        // Without extras the argv is exactly the plain one.
+        assert_eq!(
+            individual_with(&alsa("d", 48000, 2), &out(Codec::Aac), &Extras::default()),
+            individual(&alsa("d", 48000, 2), &out(Codec::Aac), None)
+        );
     }
 }

@@ -323,7 +323,15 @@ impl Receiver {
             .args(["-rtsp_flags", "listen", "-listen_timeout", "30"])
             .arg("-i")
             .arg(format!("rtsp://127.0.0.1:{port}/{name}"))
-            .args(["-t", &secs.to_string(), "-c:a", "pcm_s16le", "-f", "wav", "-y"])
+            .args([
+                "-t",
+                &secs.to_string(),
+                "-c:a",
+                "pcm_s16le",
+                "-f",
+                "wav",
+                "-y",
+            ])
             .arg(&wav)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -350,10 +358,21 @@ pub fn virtual_mic_tone(dir: &Path, name: &str, rate: u32, channels: u32, amp: f
     let conf = virtual_mic(dir, name, rate, channels);
     let raw = dir.join(format!("{name}.raw"));
     let st = std::process::Command::new("ffmpeg")
-        .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-f", "lavfi"])
+        .args([
+            "-nostdin",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+        ])
         .arg("-i")
-        .arg(format!("aevalsrc=exprs={amp}*sin(2*PI*440*t):s={rate}"))
-        .args(["-ac", &channels.to_string(), "-t", "30", "-f", "s16le", "-y"])
+        // One expression per channel: `-ac` would upmix mono at -3 dB.
+        .arg(format!(
+            "aevalsrc=exprs={}:s={rate}",
+            vec![format!("{amp}*sin(2*PI*440*t)"); channels.max(1) as usize].join("|")
+        ))
+        .args(["-t", "30", "-f", "s16le", "-y"])
         .arg(&raw)
         .status()
         .expect("run ffmpeg");
