@@ -293,7 +293,8 @@ mod tests {
     fn prune_table() {
         let segs: Vec<Segment> = (0..5).map(|n| seg(n, 100)).collect();
         // (writing, max_files, max_bytes, expected deletions)
-        let table: &[(bool, Option<u32>, Option<u64>, &[usize])] = &[
+        type Row = (bool, Option<u32>, Option<u64>, &'static [usize]);
+        let table: &[Row] = &[
             (false, None, None, &[]),
             (false, Some(5), None, &[]),
             (false, Some(3), None, &[0, 1]),

@@ -119,6 +119,13 @@ pub fn rtsp_addr(url: &str) -> Option<String> {
     })
 }
 
+/// argv, the recording plan with its publish-only argv, a note for `status`.
+type Built = (
+    Vec<String>,
+    Option<(recording::Plan, Vec<String>)>,
+    Option<String>,
+);
+
 /// The argv with the extras settings ask for; with recording, also the fallback argv
 /// (no recording leg) for when the directory cannot be written, and a note when the
 /// configured format does not fit the codec.
@@ -128,11 +135,7 @@ fn build(
     out: &Output,
     sil: Option<&Silence>,
     make: &dyn Fn(&Extras) -> Vec<String>,
-) -> (
-    Vec<String>,
-    Option<(recording::Plan, Vec<String>)>,
-    Option<String>,
-) {
+) -> Built {
     let mut x = Extras::silence(sil);
     x.levels = settings.health.levels;
     if !records(settings, stream) {
