@@ -320,3 +320,71 @@ fn unwritable_recording_dir_streams_anyway_and_is_reported() {
     let a = rx.wait_audio(Duration::from_secs(20));
     assert!(a.seconds() >= 1.5 && a.mean_db > -30.0, "{a:?}");
 }
+
+#[test]
+fn recording_failing_mid_run_keeps_streaming_and_is_reported() {
+    common::require_ffmpeg();
+    let mut s = Sup::new();
+    let rec_dir = s.dir.path().join("rec");
+    let seg_dir = rec_dir.join("garden");
+    let mut rx = Receiver::start_for(&subdir(&s, "rx"), "garden", 8.0);
+    s.set("monitor", "cpu_warn", "5000");
+    s.set("monitor", "cpu_critical", "9000");
+    setup(&mut s, &rec_dir, rx.port());
+    s.start_foreground();
+    s.wait_for("recording", Duration::from_secs(15), |s| {
+        s.stream("garden")
+            .is_some_and(|v| v["state"] == "running" && rec(&v)["files"].as_u64() >= Some(1))
+    });
+    let pid = s.stream("garden").unwrap()["pid"].as_u64();
+    // The directory turns into a file: the next segment cannot open (like a dead disk).
+    std::fs::remove_dir_all(&seg_dir).unwrap();
+    std::fs::write(&seg_dir, "not a directory").unwrap();
+    s.wait_for("recording error", Duration::from_secs(10), |s| {
+        s.stream("garden").is_some_and(|v| {
+            rec(&v)["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("recording stopped"))
+        })
+    });
+    let v = s.stream("garden").unwrap();
+    assert_eq!(v["pid"].as_u64(), pid, "{v}");
+    assert_eq!(v["publishing"], true, "{v}");
+    assert_eq!(v["health"], "degraded", "{v}");
+    let a = rx.wait_audio(Duration::from_secs(20));
+    assert!(
+        a.seconds() >= 7.5 && a.mean_db > -30.0,
+        "streaming went on: {a:?}"
+    );
+    let v = s.stream("garden").unwrap();
+    assert_eq!(v["restarts"], 0, "{v}");
+}
+
+#[test]
+fn bad_recording_settings_are_config_errors() {
+    let mut s = Sup::new();
+    let table = [
+        ("format", "\"wav\"", "recording.format"),
+        ("segment", "\"500ms\"", "recording.segment"),
+        ("max_bytes", "\"lots\"", "recording.max_bytes"),
+        ("max_files", "0", "recording.max_files"),
+        ("enabled", "\"yes\"", "recording.enabled"),
+    ];
+    for (key, value, want) in table {
+        s.extra = format!("[recording]\n{key} = {value}\n");
+        s.write_config();
+        let out = s.run(&["config", "--check"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{key}: {err}");
+        assert!(
+            err.contains(want) && err.lines().count() == 1,
+            "{key}: {err}"
+        );
+    }
+    s.extra = "[devices.garden]\nrecord = 1\n".into();
+    s.write_config();
+    let out = s.run(&["config", "--check"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains("devices.\"garden\".record"), "{err}");
+}

@@ -318,3 +318,32 @@ mod media_tests {
         }
     }
 }
+
+#[cfg(test)]
+mod record_override_tests {
+    use crate::config::{DeviceOverride, Settings};
+
+    #[test]
+    fn per_stream_record_overrides_the_global_switch() {
+        // (global enabled, override for "garden", expected for garden, expected for other)
+        let table = [
+            (false, None, false, false),
+            (true, None, true, true),
+            (true, Some(false), false, true),
+            (false, Some(true), true, false),
+        ];
+        for (global, over, garden, other) in table {
+            let mut s = Settings::default();
+            s.recording.enabled = global;
+            s.devices.insert(
+                "garden".into(),
+                DeviceOverride {
+                    record: over,
+                    ..DeviceOverride::default()
+                },
+            );
+            assert_eq!(super::records(&s, "garden"), garden, "{global} {over:?}");
+            assert_eq!(super::records(&s, "other"), other, "{global} {over:?}");
+        }
+    }
+}
