@@ -286,7 +286,6 @@ struct MediaRun {
     rtsp_down: Option<Instant>,
     next_probe: Instant,
     next_sweep: Instant,
-    peak: Option<f64>,
 }
 
 const TICK: Duration = Duration::from_millis(100);
@@ -541,11 +540,12 @@ impl Wrapper {
                     let _ = std::fs::remove_file(&pid_file);
                     media.rec_alive = false;
                     media.next_sweep = Instant::now();
+                    // No child, no level: a stale reading would look live.
+                    self.with(|s| s.level = None);
                     let _ = self.media_tick(&mut media, Instant::now());
                     return self.after_exit(status, tail, ending, pending_cfg, spawned_at);
                 }
                 Ok(Msg::Level(g, peak, rms)) if g == gen => {
-                    media.peak = Some(peak);
                     self.with(|s| {
                         s.level = Some(LevelView {
                             peak_db: Some(peak).filter(|v| v.is_finite()),
@@ -693,7 +693,6 @@ impl Wrapper {
             rtsp_down: None,
             next_probe: now,
             next_sweep: now + Duration::from_secs(1),
-            peak: None,
         };
         let Some(r) = self.cfg.recording.clone() else {
             self.with(|s| s.recording = None);
