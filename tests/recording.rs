@@ -386,3 +386,38 @@ fn bad_recording_settings_are_config_errors() {
     assert_eq!(out.status.code(), Some(4), "{err}");
     assert!(err.contains("devices.\"garden\".record"), "{err}");
 }
+
+#[test]
+fn server_down_at_start_records_at_once_and_publishes_when_it_comes() {
+    common::require_ffmpeg();
+    let mut s = Sup::new();
+    let rec_dir = s.dir.path().join("rec");
+    let seg_dir = rec_dir.join("garden");
+    let mut server = Server::new();
+    setup(&mut s, &rec_dir, server.port);
+    // Nothing listens yet: the RTSP leg fails at its first connect.
+    s.start_foreground();
+    s.wait_for("recording, not publishing", Duration::from_secs(15), |s| {
+        s.stream("garden").is_some_and(|v| {
+            v["state"] == "running"
+                && v["publishing"] == false
+                && rec(&v)["files"].as_u64() >= Some(2)
+        })
+    });
+    let pid1 = s.stream("garden").unwrap()["pid"].as_u64();
+    let first = segments(&seg_dir)[0].clone();
+    let a = rtsp::decode(&first).expect("first segment decodes");
+    assert!(a.seconds() > 0.5 && a.mean_db > -30.0, "{a:?}");
+    let mut rx = Receiver::start_for(&subdir(&s, "rx"), "garden", 2.0);
+    server.up(rx.port());
+    s.wait_for("publishing", Duration::from_secs(20), |s| {
+        s.stream("garden").is_some_and(|v| {
+            v["publishing"] == true && v["state"] == "running" && v["pid"].as_u64() != pid1
+        })
+    });
+    let a = rx.wait_audio(Duration::from_secs(20));
+    assert!(a.seconds() >= 1.5 && a.mean_db > -30.0, "{a:?}");
+    let v = s.stream("garden").unwrap();
+    assert_eq!(v["consecutive_failures"], 0, "{v}");
+    assert!(rec(&v)["last_gap_s"].as_f64().is_some(), "{v}");
+}
