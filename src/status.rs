@@ -224,7 +224,7 @@ pub fn render(s: &Snapshot) -> String {
         return out;
     }
     out.push_str(&format!(
-        "\n{:<24} {:<12} {:<9} {:>7} {:>7} {:>5} {:>9} {:>7}\n",
+        "\n{:<19} {:<12} {:<9} {:>7} {:>7} {:>5} {:>7} {:>7}\n",
         "STREAM", "STATE", "HEALTH", "PID", "UPTIME", "RST", "KBIT/S", "LEVEL"
     ));
     for st in &s.streams {
@@ -244,8 +244,8 @@ pub fn render(s: &Snapshot) -> String {
             .map(|b| format!("{b:.1}"))
             .unwrap_or_else(|| "-".into());
         out.push_str(&format!(
-            "{:<24} {:<12} {:<9} {:>7} {:>7} {:>5} {:>9} {:>7}\n",
-            cut(&st.name, 24),
+            "{:<19} {:<12} {:<9} {:>7} {:>7} {:>5} {:>7} {:>7}\n",
+            cut(&st.name, 19),
             cut(&state, 12),
             cut(&st.health, 9),
             st.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
@@ -358,4 +358,62 @@ pub fn render(s: &Snapshot) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_fit_80_columns_and_show_the_level() {
+        let st = |name: &str, rms: Option<f64>| StreamStatus {
+            name: name.into(),
+            state: "backoff".into(),
+            health: "unhealthy".into(),
+            pid: Some(4_194_303),
+            uptime_s: Some(86_399.0),
+            restarts: 99,
+            consecutive_failures: 9,
+            next_retry_s: Some(299.0),
+            progress: Some(ProgressView {
+                bitrate_kbps: Some(1536.0),
+                ..ProgressView::default()
+            }),
+            level: Some(LevelView {
+                peak_db: Some(-20.0),
+                rms_db: rms,
+                at: String::new(),
+            }),
+            ..StreamStatus::default()
+        };
+        let snap = Snapshot {
+            streams: vec![
+                st("a_very_long_stream_name_indeed", Some(-23.01)),
+                st("quiet", None),
+            ],
+            ..Snapshot::default()
+        };
+        let text = render(&snap);
+        let table: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.starts_with("STREAM"))
+            .take(3)
+            .collect();
+        assert_eq!(table.len(), 3, "{text}");
+        for l in &table {
+            assert!(
+                l.chars().count() <= 80,
+                "{} columns: {l}",
+                l.chars().count()
+            );
+        }
+        assert!(table[0].ends_with("LEVEL"), "{}", table[0]);
+        assert!(table[1].ends_with("-23 dB"), "{}", table[1]);
+        assert!(table[2].ends_with("-inf dB"), "{}", table[2]);
+        assert!(
+            text.contains("level:  peak -20.0 dBFS, rms -inf dBFS"),
+            "{text}"
+        );
+        assert_eq!(level_text(None), "-");
+    }
 }
