@@ -22,6 +22,7 @@ pub mod metrics_out;
 pub mod monitor;
 pub mod naming;
 pub mod notify;
+pub mod recording;
 pub mod status;
 pub mod sticky;
 pub mod streams;

@@ -106,6 +106,51 @@ pub fn render(s: &Snapshot) -> String {
             &l,
             if st.silent { 1.0 } else { 0.0 },
         );
+        if let Some(lv) = &st.level {
+            let db = |v: Option<f64>| v.unwrap_or(f64::NEG_INFINITY);
+            e.gauge(
+                &format!("{p}_stream_level_peak_dbfs"),
+                "Peak level over the last second in dBFS (-Inf: digital silence).",
+                &l,
+                db(lv.peak_db),
+            );
+            e.gauge(
+                &format!("{p}_stream_level_rms_dbfs"),
+                "RMS level over the last second in dBFS (-Inf: digital silence).",
+                &l,
+                db(lv.rms_db),
+            );
+        }
+        if let Some(r) = &st.recording {
+            e.gauge(
+                &format!("{p}_stream_recording_ok"),
+                "1 when local recording is writing without error.",
+                &l,
+                if r.error.is_none() { 1.0 } else { 0.0 },
+            );
+            e.gauge(
+                &format!("{p}_stream_recording_files"),
+                "Finished recording segments on disk.",
+                &l,
+                r.files as f64,
+            );
+            e.gauge(
+                &format!("{p}_stream_recording_bytes"),
+                "Bytes of finished recording segments on disk.",
+                &l,
+                r.bytes as f64,
+            );
+        }
+        e.gauge(
+            &format!("{p}_stream_publishing"),
+            "0 while ffmpeg's RTSP leg is down and only the recording runs.",
+            &l,
+            if st.publishing || st.state != "running" {
+                1.0
+            } else {
+                0.0
+            },
+        );
         if let Some(m) = &st.mediamtx {
             e.gauge(
                 &format!("{p}_stream_mediamtx_path_available"),

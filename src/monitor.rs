@@ -131,6 +131,15 @@ pub fn judge_streams(snap: &Snapshot, grace: Duration) -> Vec<Finding> {
             }
             _ => {}
         }
+        // Recording trouble never stops the stream, so it shows only here (no grace).
+        if let Some(e) = st.recording.as_ref().and_then(|r| r.error.as_ref()) {
+            out.push(finding(
+                Level::Warning,
+                10,
+                "recording",
+                format!("{}: recording: {e}", st.name),
+            ));
+        }
     }
     out
 }

@@ -69,6 +69,31 @@ pub struct PathView {
     pub displaced: bool,
 }
 
+/// Local recording of one stream (docs/recording.md). `files`/`bytes`/`oldest`/`newest`
+/// cover finished segments only; `writing` is the one ffmpeg has open.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct RecordingView {
+    pub dir: String,
+    pub files: u64,
+    pub bytes: u64,
+    pub oldest: Option<String>,
+    pub newest: Option<String>,
+    pub writing: Option<String>,
+    /// Why recording is not happening (dir not writable, disk full); None when fine.
+    pub error: Option<String>,
+    /// Audio lost across the last restart that brought publishing back (seconds).
+    pub last_gap_s: Option<f64>,
+}
+
+/// Live levels over the last second, dBFS; `None` is -inf (digital silence).
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct LevelView {
+    pub peak_db: Option<f64>,
+    pub rms_db: Option<f64>,
+    /// RFC 3339 time of the measurement.
+    pub at: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
 pub struct StreamStatus {
     pub name: String,
@@ -95,6 +120,28 @@ pub struct StreamStatus {
     pub settled: bool,
     #[serde(default)]
     pub notes: Vec<String>,
+    /// False while ffmpeg's RTSP leg is down and only the recording runs.
+    #[serde(default = "yes")]
+    pub publishing: bool,
+    #[serde(default)]
+    pub recording: Option<RecordingView>,
+    #[serde(default)]
+    pub level: Option<LevelView>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `-23 dB`, `-inf dB`, or `-` when levels are off or not yet measured.
+pub fn level_text(l: Option<&LevelView>) -> String {
+    match l {
+        None => "-".into(),
+        Some(l) => match l.rms_db {
+            Some(v) => format!("{v:.0} dB"),
+            None => "-inf dB".into(),
+        },
+    }
 }
 
 impl StreamStatus {
@@ -177,8 +224,8 @@ pub fn render(s: &Snapshot) -> String {
         return out;
     }
     out.push_str(&format!(
-        "\n{:<24} {:<12} {:<9} {:>7} {:>7} {:>5} {:>9}\n",
-        "STREAM", "STATE", "HEALTH", "PID", "UPTIME", "RST", "KBIT/S"
+        "\n{:<19} {:<12} {:<9} {:>7} {:>7} {:>5} {:>7} {:>7}\n",
+        "STREAM", "STATE", "HEALTH", "PID", "UPTIME", "RST", "KBIT/S", "LEVEL"
     ));
     for st in &s.streams {
         let state = match st.next_retry_s {
@@ -197,14 +244,15 @@ pub fn render(s: &Snapshot) -> String {
             .map(|b| format!("{b:.1}"))
             .unwrap_or_else(|| "-".into());
         out.push_str(&format!(
-            "{:<24} {:<12} {:<9} {:>7} {:>7} {:>5} {:>9}\n",
-            cut(&st.name, 24),
+            "{:<19} {:<12} {:<9} {:>7} {:>7} {:>5} {:>7} {:>7}\n",
+            cut(&st.name, 19),
             cut(&state, 12),
             cut(&st.health, 9),
             st.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
             st.uptime_s.map(secs).unwrap_or_else(|| "-".into()),
             format!("{}/{}", st.restarts, st.consecutive_failures),
-            rate
+            rate,
+            level_text(st.level.as_ref())
         ));
     }
     out.push('\n');
@@ -267,6 +315,32 @@ pub fn render(s: &Snapshot) -> String {
         if st.silent {
             out.push_str("  input is silent\n");
         }
+        if !st.publishing && st.state == "running" {
+            out.push_str("  NOT publishing: RTSP leg down, recording continues\n");
+        }
+        if let Some(l) = &st.level {
+            let db = |v: Option<f64>| v.map_or("-inf".into(), |v| format!("{v:.1}"));
+            out.push_str(&format!(
+                "  level:  peak {} dBFS, rms {} dBFS\n",
+                db(l.peak_db),
+                db(l.rms_db)
+            ));
+        }
+        if let Some(r) = &st.recording {
+            let mut line = format!(
+                "  recording: {} ({} files, {} bytes",
+                r.dir, r.files, r.bytes
+            );
+            if let (Some(o), Some(n)) = (&r.oldest, &r.newest) {
+                line.push_str(&format!(", {o} .. {n}"));
+            }
+            line.push(')');
+            if let Some(e) = &r.error {
+                line.push_str(&format!(" ERROR: {e}"));
+            }
+            out.push_str(&line);
+            out.push('\n');
+        }
         if let Some(e) = &st.last_exit {
             let how = match (&e.signal, e.code) {
                 (Some(sig), _) => sig.clone(),
@@ -319,4 +393,62 @@ pub fn render_names(settings: &crate::config::Settings, snap: &Snapshot) -> Stri
         out.push_str(&format!("warning: {w}\n"));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_fit_80_columns_and_show_the_level() {
+        let st = |name: &str, rms: Option<f64>| StreamStatus {
+            name: name.into(),
+            state: "backoff".into(),
+            health: "unhealthy".into(),
+            pid: Some(4_194_303),
+            uptime_s: Some(86_399.0),
+            restarts: 99,
+            consecutive_failures: 9,
+            next_retry_s: Some(299.0),
+            progress: Some(ProgressView {
+                bitrate_kbps: Some(1536.0),
+                ..ProgressView::default()
+            }),
+            level: Some(LevelView {
+                peak_db: Some(-20.0),
+                rms_db: rms,
+                at: String::new(),
+            }),
+            ..StreamStatus::default()
+        };
+        let snap = Snapshot {
+            streams: vec![
+                st("a_very_long_stream_name_indeed", Some(-23.01)),
+                st("quiet", None),
+            ],
+            ..Snapshot::default()
+        };
+        let text = render(&snap);
+        let table: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.starts_with("STREAM"))
+            .take(3)
+            .collect();
+        assert_eq!(table.len(), 3, "{text}");
+        for l in &table {
+            assert!(
+                l.chars().count() <= 80,
+                "{} columns: {l}",
+                l.chars().count()
+            );
+        }
+        assert!(table[0].ends_with("LEVEL"), "{}", table[0]);
+        assert!(table[1].ends_with("-23 dB"), "{}", table[1]);
+        assert!(table[2].ends_with("-inf dB"), "{}", table[2]);
+        assert!(
+            text.contains("level:  peak -20.0 dBFS, rms -inf dBFS"),
+            "{text}"
+        );
+        assert_eq!(level_text(None), "-");
+    }
 }

@@ -50,17 +50,46 @@ pub struct Silence {
     pub duration: Duration,
 }
 
+/// What the argv adds beyond capture and publish: silence events, live levels, and a
+/// local recording leg (tee muxer). `Extras::default()` adds nothing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Extras {
+    pub silence: Option<Silence>,
+    /// Print peak/RMS once a second (astats) to stderr.
+    pub levels: bool,
+    /// The tee slave that writes segments (`recording::Plan::tee_leg`).
+    pub record: Option<String>,
+}
+
+impl Extras {
+    pub fn silence(silence: Option<&Silence>) -> Extras {
+        Extras {
+            silence: silence.cloned(),
+            ..Extras::default()
+        }
+    }
+}
+
 /// Sample rates libopus accepts; others get `-ar 48000` on the output.
 const OPUS_RATES: [u32; 5] = [48000, 24000, 16000, 12000, 8000];
 
 /// Arguments after the program name, SPEC §6 order.
 pub fn individual(input: &InputSpec, out: &Output, silence: Option<&Silence>) -> Vec<String> {
+    individual_with(input, out, &Extras::silence(silence))
+}
+
+/// `individual` with levels and recording as asked.
+pub fn individual_with(input: &InputSpec, out: &Output, x: &Extras) -> Vec<String> {
     let mut a = head();
     push_input(&mut a, input);
     a.push("-af".into());
-    a.push(filter_chain(silence));
+    a.push(filter_chain(x, input.sample_rate));
+    if x.record.is_some() {
+        // The tee muxer has no default codecs, so ffmpeg picks no stream unless told.
+        a.extend(["-map".into(), "0:a".into()]);
+    }
     push_codec(&mut a, out, input.sample_rate, input.channels);
-    push_rtsp(&mut a, out);
+    push_outputs(&mut a, out, x);
     a
 }
 
@@ -72,6 +101,16 @@ pub fn multiplex(
     out: &Output,
     silence: Option<&Silence>,
 ) -> Vec<String> {
+    multiplex_with(inputs, filter, out, &Extras::silence(silence))
+}
+
+/// `multiplex` with levels and recording as asked.
+pub fn multiplex_with(
+    inputs: &[InputSpec],
+    filter: Filter,
+    out: &Output,
+    x: &Extras,
+) -> Vec<String> {
     let mut a = head();
     for i in inputs {
         push_input(&mut a, i);
@@ -82,10 +121,19 @@ pub fn multiplex(
         Filter::Amix => format!("amix=inputs={k}:duration=longest"),
         Filter::Amerge => format!("amerge=inputs={k}"),
     };
-    a.push("-filter_complex".into());
-    a.push(format!("{labels}{mixer},{}", filter_chain(silence)));
     // The mix runs at the first input's rate unless the encoder needs another.
     let rate = inputs.first().map_or(48000, |i| i.sample_rate);
+    a.push("-filter_complex".into());
+    if x.record.is_some() {
+        // The tee muxer has no default codecs: map the mix by label.
+        a.push(format!(
+            "{labels}{mixer},{}[msm_out]",
+            filter_chain(x, rate)
+        ));
+        a.extend(["-map".into(), "[msm_out]".into()]);
+    } else {
+        a.push(format!("{labels}{mixer},{}", filter_chain(x, rate)));
+    }
     let channels = match filter {
         Filter::Amix => 2,
         Filter::Amerge => inputs.iter().map(|i| i.channels).sum(),
@@ -95,7 +143,7 @@ pub fn multiplex(
         a.extend(["-ac".into(), "2".into()]);
     }
     push_codec(&mut a, out, rate, channels);
-    push_rtsp(&mut a, out);
+    push_outputs(&mut a, out, x);
     a
 }
 
@@ -155,9 +203,25 @@ fn push_input(a: &mut Vec<String>, i: &InputSpec) {
 /// silence as frame metadata and `ametadata` prints it to stderr (fd 2) directly, so
 /// the events appear while `-loglevel warning` keeps the log quiet (silencedetect's own
 /// lines are info level).
-fn filter_chain(silence: Option<&Silence>) -> String {
-    let mut f = String::from("aresample=async=1:first_pts=0");
-    if let Some(s) = silence {
+///
+/// Levels: a side branch cuts the captured audio into one-second frames (`asetnsamples`),
+/// `astats` measures each (reset every frame) and `ametadata` prints peak and RMS to
+/// stderr, where the reader takes them out of the log. It splits off before `aresample`,
+/// so it measures what the device delivered, not silence aresample pads in for a slow
+/// clock, and before silencedetect, so its prints never repeat silence keys.
+fn filter_chain(x: &Extras, rate: u32) -> String {
+    let mut f = String::new();
+    if x.levels {
+        f.push_str(&format!(
+            "asplit[msm_a][msm_l];[msm_l]asetnsamples=n={}:p=0,\
+             astats=metadata=1:reset=1:measure_perchannel=none:\
+             measure_overall=Peak_level+RMS_level,\
+             ametadata=mode=print:file=pipe\\\\:2:direct=1,anullsink;[msm_a]",
+            rate.max(1)
+        ));
+    }
+    f.push_str("aresample=async=1:first_pts=0");
+    if let Some(s) = &x.silence {
         f.push_str(&format!(
             ",silencedetect=noise={}dB:d={},ametadata=mode=print:file=pipe\\\\:2:direct=1",
             s.db,
@@ -189,6 +253,23 @@ fn push_codec(a: &mut Vec<String>, out: &Output, rate: u32, channels: u32) {
     }
     if needs_downmix(out.codec, channels) {
         a.extend(["-ac".into(), "2".into()]);
+    }
+}
+
+/// Plain RTSP, or with recording the tee muxer: RTSP leg with `onfail=ignore` (a dead
+/// server ends publishing, not capture; ffmpeg 5.1 keeps running and writing progress)
+/// and the segment leg.
+fn push_outputs(a: &mut Vec<String>, out: &Output, x: &Extras) {
+    match &x.record {
+        None => push_rtsp(a, out),
+        Some(leg) => a.extend([
+            "-f".into(),
+            "tee".into(),
+            format!(
+                "[f=rtsp:rtsp_transport=tcp:onfail=ignore]{}|{leg}",
+                out.url.replace('\\', "\\\\").replace('|', "\\|")
+            ),
+        ]),
     }
 }
 
@@ -395,5 +476,45 @@ mod tests {
         for (c, n, want) in table {
             assert_eq!(needs_downmix(c, n), want, "{c} {n}");
         }
+    }
+
+    #[test]
+    fn levels_and_recording_extras() {
+        let x = Extras {
+            silence: None,
+            levels: true,
+            record: Some("[f=segment]/r/mic-%Y.ogg".into()),
+        };
+        let got = individual_with(&alsa("default", 44100, 2), &out(Codec::Opus), &x);
+        let want = words(&format!(
+            "{HEAD} -f alsa -ar 44100 -ac 2 -thread_queue_size 8192 -i default -af \
+             asplit[msm_a][msm_l];[msm_l]asetnsamples=n=44100:p=0,astats=metadata=1:reset=1:\
+             measure_perchannel=none:measure_overall=Peak_level+RMS_level,\
+             ametadata=mode=print:file=pipe\\\\:2:direct=1,anullsink;[msm_a]\
+             aresample=async=1:first_pts=0 -map 0:a -c:a libopus -b:a 128k -application audio \
+             -ar 48000 -f tee \
+             [f=rtsp:rtsp_transport=tcp:onfail=ignore]rtsp://127.0.0.1:8554/mic|[f=segment]/r/mic-%Y.ogg"
+        ));
+        assert_eq!(got, want);
+        let m = multiplex_with(
+            &[alsa("a", 48000, 1), alsa("b", 48000, 1)],
+            Filter::Amix,
+            &out(Codec::Aac),
+            &Extras {
+                record: Some("[f=segment]x".into()),
+                ..Extras::default()
+            },
+        );
+        let i = m.iter().position(|a| a == "-filter_complex").unwrap();
+        assert_eq!(
+            m[i + 1],
+            "[0:a][1:a]amix=inputs=2:duration=longest,aresample=async=1:first_pts=0[msm_out]"
+        );
+        assert_eq!(m[i + 2..i + 4], ["-map", "[msm_out]"]);
+        // Without extras the argv is exactly the plain one.
+        assert_eq!(
+            individual_with(&alsa("d", 48000, 2), &out(Codec::Aac), &Extras::default()),
+            individual(&alsa("d", 48000, 2), &out(Codec::Aac), None)
+        );
     }
 }

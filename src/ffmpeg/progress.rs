@@ -86,6 +86,37 @@ pub fn silence_event(stderr_line: &str) -> Option<bool> {
     }
 }
 
+/// A level print from our astats branch: `("peak"|"rms", dBFS)`; silence is `-inf`.
+pub fn level_line(stderr_line: &str) -> Option<(&'static str, f64)> {
+    let l = stderr_line.trim();
+    let (kind, v) = if let Some(v) = l.strip_prefix("lavfi.astats.Overall.Peak_level=") {
+        ("peak", v)
+    } else if let Some(v) = l.strip_prefix("lavfi.astats.Overall.RMS_level=") {
+        ("rms", v)
+    } else {
+        return None;
+    };
+    let db: f64 = v.trim().parse().ok()?;
+    (!db.is_nan()).then_some((kind, db))
+}
+
+/// ametadata's per-frame header (`frame:12 pts:... pts_time:...`): noise in the log.
+pub fn is_metadata_frame_line(stderr_line: &str) -> bool {
+    let l = stderr_line.trim();
+    l.starts_with("frame:") && l.contains(" pts_time:")
+}
+
+/// A tee slave giving up: `[tee @ 0x..] Slave muxer #1 failed: No space left on device,
+/// continuing with 1/2 slaves.` → `(1, "No space left on device")`. Slave 0 is our RTSP
+/// leg, slave 1 the recording.
+pub fn tee_leg_failed(stderr_line: &str) -> Option<(usize, String)> {
+    let rest = stderr_line.split_once("Slave muxer #")?.1;
+    let (n, why) = rest.split_once(" failed: ")?;
+    let n: usize = n.trim().parse().ok()?;
+    let why = why.split(", continuing with").next().unwrap_or(why).trim();
+    Some((n, redact(why)))
+}
+
 fn has_log_key(l: &str, key: &str) -> bool {
     l.starts_with("[silencedetect") && l.contains(key)
 }
@@ -376,6 +407,60 @@ mod tests {
         ];
         for (lines, want) in table {
             assert_eq!(exit_reason(&tail(lines)).as_deref(), *want, "{lines:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod media_tests {
+    use super::*;
+
+    #[test]
+    fn level_lines() {
+        let table: &[(&str, Option<(&str, f64)>)] = &[
+            (
+                "lavfi.astats.Overall.Peak_level=-20.000000",
+                Some(("peak", -20.0)),
+            ),
+            (
+                "lavfi.astats.Overall.RMS_level=-23.010300",
+                Some(("rms", -23.0103)),
+            ),
+            (
+                "lavfi.astats.Overall.RMS_level=-inf",
+                Some(("rms", f64::NEG_INFINITY)),
+            ),
+            ("lavfi.astats.Overall.RMS_level=nan", None),
+            ("lavfi.astats.1.RMS_level=-3", None),
+            ("lavfi.silence_start=1.5", None),
+        ];
+        for (l, want) in table {
+            assert_eq!(level_line(l), *want, "{l}");
+        }
+        assert!(is_metadata_frame_line("frame:3    pts:144000  pts_time:3"));
+        assert!(!is_metadata_frame_line("frame=  3 fps"));
+    }
+
+    #[test]
+    fn tee_failures() {
+        let table: &[(&str, Option<(usize, &str)>)] = &[
+            (
+                "[tee @ 0x5566b0793a80] Slave muxer #0 failed: Broken pipe, continuing with 1/2 slaves.",
+                Some((0, "Broken pipe")),
+            ),
+            (
+                "[tee @ 0x55] Slave muxer #1 failed: No space left on device, continuing with 1/2 slaves.",
+                Some((1, "No space left on device")),
+            ),
+            ("[tee @ 0x55] All tee outputs failed.", None),
+            ("Slave muxer #x failed: y", None),
+        ];
+        for (l, want) in table {
+            assert_eq!(
+                tee_leg_failed(l),
+                want.map(|(n, w)| (n, w.to_string())),
+                "{l}"
+            );
         }
     }
 }

@@ -7,11 +7,12 @@ use crate::config::legacy::DeviceFile;
 use crate::config::Settings;
 use crate::devices::{self, Device};
 use crate::exit::Error;
-use crate::ffmpeg::argv::{self, Input, InputSpec, Output, Silence};
+use crate::ffmpeg::argv::{self, Extras, Input, InputSpec, Output, Silence};
+use crate::recording;
 use crate::status::DeviceView;
 use crate::sticky::{self, Names};
 use crate::streams::{self, Plan, StreamSpec};
-use crate::supervisor::stream::StreamConfig;
+use crate::supervisor::stream::{RecordSetup, StreamConfig};
 
 pub trait StreamSource: Send {
     /// The streams that can run right now (present devices, enabled).
@@ -148,7 +149,82 @@ pub fn stream_config(
         log_max: settings.logs.max_size,
         log_keep: settings.logs.keep,
         state_dir: settings.paths.state_dir.clone(),
+        recording: None,
     }
+}
+
+/// Whether `stream` records: `[devices."<stream>"] record` over `[recording] enabled`.
+fn records(settings: &Settings, stream: &str) -> bool {
+    settings
+        .devices
+        .get(stream)
+        .and_then(|d| d.record)
+        .unwrap_or(settings.recording.enabled)
+}
+
+/// `host:port` of an RTSP URL (credentials and path dropped; port 554 when absent).
+pub fn rtsp_addr(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let hostport = rest.split('/').next()?;
+    let hostport = hostport.rsplit_once('@').map_or(hostport, |(_, h)| h);
+    if hostport.is_empty() {
+        return None;
+    }
+    let has_port = match hostport.rsplit_once(':') {
+        Some((h, p)) => !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':'),
+        None => false,
+    };
+    Some(if has_port {
+        hostport.to_string()
+    } else {
+        format!("{hostport}:554")
+    })
+}
+
+/// argv, the recording plan with its publish-only argv, a note for `status`.
+type Built = (
+    Vec<String>,
+    Option<(recording::Plan, Vec<String>)>,
+    Option<String>,
+);
+
+/// The argv with the extras settings ask for; with recording, also the fallback argv
+/// (no recording leg) for when the directory cannot be written, and a note when the
+/// configured format does not fit the codec.
+fn build(
+    settings: &Settings,
+    stream: &str,
+    out: &Output,
+    sil: Option<&Silence>,
+    make: &dyn Fn(&Extras) -> Vec<String>,
+) -> Built {
+    let mut x = Extras::silence(sil);
+    x.levels = settings.health.levels;
+    if !records(settings, stream) {
+        return (make(&x), None, None);
+    }
+    let (plan, note) = recording::Plan::new(&settings.recording, stream, out.codec);
+    let plain = make(&x);
+    x.record = Some(plan.tee_leg());
+    (make(&x), Some((plan, plain)), note)
+}
+
+fn attach(
+    mut cfg: StreamConfig,
+    rec: Option<(recording::Plan, Vec<String>)>,
+    url: &str,
+) -> StreamConfig {
+    if let Some((plan, plain)) = rec {
+        cfg.recording = Some(RecordSetup {
+            plan,
+            fallback: ChildSpec {
+                args: plain,
+                ..cfg.child.clone()
+            },
+            rtsp_addr: rtsp_addr(url),
+        });
+    }
+    cfg
 }
 
 /// The stream configs for a set of detected devices, with the names remembered in
@@ -193,8 +269,13 @@ fn plan_configs(
                     bitrate: s.params.bitrate.value.clone(),
                     url: s.url.clone(),
                 };
-                let args = argv::individual(&input_spec(s), &out, sil.as_ref());
-                stream_config(
+                let spec = input_spec(s);
+                let (args, rec, note) = build(settings, &s.name, &out, sil.as_ref(), &|x| {
+                    argv::individual_with(&spec, &out, x)
+                });
+                let mut notes = s.notes.clone();
+                notes.extend(note);
+                let cfg = stream_config(
                     settings,
                     &s.name,
                     ChildSpec {
@@ -205,8 +286,9 @@ fn plan_configs(
                     s.device.as_ref().map(device_view).unwrap_or_default(),
                     s.alsa_device.clone(),
                     s.display_url.clone(),
-                    s.notes.clone(),
-                )
+                    notes,
+                );
+                attach(cfg, rec, &s.url)
             })
             .collect()),
         Mode::Multiplex => {
@@ -227,7 +309,10 @@ fn plan_configs(
                 bitrate: m.params.bitrate.value.clone(),
                 url: m.url.clone(),
             };
-            let args = argv::multiplex(&inputs, settings.multiplex.filter, &out, sil.as_ref());
+            let filter = settings.multiplex.filter;
+            let (args, rec, note) = build(settings, &m.name, &out, sil.as_ref(), &|x| {
+                argv::multiplex_with(&inputs, filter, &out, x)
+            });
             let alsa = m
                 .inputs
                 .iter()
@@ -235,7 +320,7 @@ fn plan_configs(
                 .map(|s| s.alsa_device.as_str())
                 .collect::<Vec<_>>()
                 .join(" + ");
-            let notes = vec![format!(
+            let mut notes = vec![format!(
                 "multiplex ({}) of: {}",
                 settings.multiplex.filter.as_str(),
                 m.inputs
@@ -245,7 +330,8 @@ fn plan_configs(
                     .collect::<Vec<_>>()
                     .join(", ")
             )];
-            Ok(vec![stream_config(
+            notes.extend(note);
+            let cfg = stream_config(
                 settings,
                 &m.name,
                 ChildSpec {
@@ -257,7 +343,8 @@ fn plan_configs(
                 alsa,
                 m.display_url.clone(),
                 notes,
-            )])
+            );
+            Ok(vec![attach(cfg, rec, &m.url)])
         }
     }
 }
@@ -303,6 +390,54 @@ impl StreamSource for HostSource {
         match settings.mode {
             Mode::Individual => "individual".into(),
             Mode::Multiplex => format!("multiplex ({})", settings.multiplex.filter.as_str()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod media_tests {
+    use super::rtsp_addr;
+
+    #[test]
+    fn rtsp_addr_table() {
+        let table = [
+            ("rtsp://127.0.0.1:8554/mic", Some("127.0.0.1:8554")),
+            ("rtsp://u:p%40w@host:8554/a/b", Some("host:8554")),
+            ("rtsp://host/mic", Some("host:554")),
+            ("rtsp://[::1]:8554/mic", Some("[::1]:8554")),
+            ("nonsense", None),
+        ];
+        for (url, want) in table {
+            assert_eq!(rtsp_addr(url).as_deref(), want, "{url}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod record_override_tests {
+    use crate::config::{DeviceOverride, Settings};
+
+    #[test]
+    fn per_stream_record_overrides_the_global_switch() {
+        // (global enabled, override for "garden", expected for garden, expected for other)
+        let table = [
+            (false, None, false, false),
+            (true, None, true, true),
+            (true, Some(false), false, true),
+            (false, Some(true), true, false),
+        ];
+        for (global, over, garden, other) in table {
+            let mut s = Settings::default();
+            s.recording.enabled = global;
+            s.devices.insert(
+                "garden".into(),
+                DeviceOverride {
+                    record: over,
+                    ..DeviceOverride::default()
+                },
+            );
+            assert_eq!(super::records(&s, "garden"), garden, "{global} {over:?}");
+            assert_eq!(super::records(&s, "other"), other, "{global} {over:?}");
         }
     }
 }

@@ -28,7 +28,10 @@ use crate::child::{self, ChildSpec};
 use crate::config::{Backoff, Health};
 use crate::ffmpeg::progress::{self, Progress, ProgressParser};
 use crate::logs::RotatingLog;
-use crate::status::{DeviceView, LastExit, PathView, ProgressView, StreamStatus};
+use crate::recording;
+use crate::status::{
+    DeviceView, LastExit, LevelView, PathView, ProgressView, RecordingView, StreamStatus,
+};
 use crate::supervisor::backoff;
 
 /// Everything a wrapper needs to run its stream; compared on reload.
@@ -47,6 +50,18 @@ pub struct StreamConfig {
     pub log_max: u64,
     pub log_keep: u32,
     pub state_dir: PathBuf,
+    /// Local recording through the tee muxer (docs/recording.md); `None`: off.
+    pub recording: Option<RecordSetup>,
+}
+
+/// How a recording stream runs: `child` (in `StreamConfig`) has the tee with both legs;
+/// `fallback` publishes only, for when the directory cannot be written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordSetup {
+    pub plan: recording::Plan,
+    pub fallback: ChildSpec,
+    /// `host:port` of the RTSP server, probed while the RTSP leg is down.
+    pub rtsp_addr: Option<String>,
 }
 
 /// Messages to a wrapper: from its child's helper threads (tagged with the child's
@@ -54,6 +69,10 @@ pub struct StreamConfig {
 pub enum Msg {
     Progress(u64, Progress),
     Silence(u64, bool),
+    /// Peak and RMS dBFS over the last second (astats).
+    Level(u64, f64, f64),
+    /// A tee leg failed: 0 RTSP, 1 recording; with ffmpeg's reason.
+    Leg(u64, usize, String),
     Exited(u64, ExitStatus, Vec<String>),
     /// Shut down: stop the child gracefully, then end the thread.
     Stop,
@@ -117,6 +136,10 @@ pub struct Shared {
     pub unhealthy_since: Option<Instant>,
     pub settled: bool,
     pub slow: bool,
+    /// False while the child's RTSP leg is down (recording keeps the child alive).
+    pub publishing: bool,
+    pub recording: Option<RecordingView>,
+    pub level: Option<LevelView>,
 }
 
 impl Shared {
@@ -144,15 +167,21 @@ impl Shared {
             unhealthy_since: Some(Instant::now()),
             settled: false,
             slow: false,
+            publishing: true,
+            recording: None,
+            level: None,
         }
     }
 
     pub fn health(&self) -> &'static str {
         match self.state {
             State::Running => {
-                if self.published == Some(false) {
+                if self.published == Some(false) || !self.publishing {
                     "unhealthy"
-                } else if self.silent || self.slow {
+                } else if self.silent
+                    || self.slow
+                    || self.recording.as_ref().is_some_and(|r| r.error.is_some())
+                {
                     "degraded"
                 } else {
                     "healthy"
@@ -211,6 +240,9 @@ impl Shared {
             unhealthy_for_s: self.unhealthy_since.map(since),
             settled: self.settled,
             notes: self.notes.clone(),
+            publishing: self.publishing,
+            recording: self.recording.clone(),
+            level: self.level.clone(),
         }
     }
 }
@@ -239,6 +271,21 @@ pub struct Wrapper {
     tx: Sender<Msg>,
     shared: Arc<Mutex<Shared>>,
     generation: u64,
+    /// When the last child was stopped to bring publishing back (the recording gap starts).
+    gap_from: Option<Instant>,
+    /// Publishing restores in a row whose new RTSP leg failed again soon (probe backoff).
+    restore_attempts: u32,
+}
+
+/// Media side of one child run: recording legs, levels, publishing restore.
+struct MediaRun {
+    /// The recording leg is writing (the directory was writable and no failure since).
+    rec_alive: bool,
+    rec_error: Option<String>,
+    /// Since when our RTSP leg is down.
+    rtsp_down: Option<Instant>,
+    next_probe: Instant,
+    next_sweep: Instant,
 }
 
 const TICK: Duration = Duration::from_millis(100);
@@ -257,6 +304,8 @@ impl Wrapper {
             tx,
             shared,
             generation: 0,
+            gap_from: None,
+            restore_attempts: 0,
         }
     }
 
@@ -349,14 +398,15 @@ impl Wrapper {
         self.generation += 1;
         let gen = self.generation;
         let name = self.cfg.name.clone();
+        let (spec, mut media) = self.media_start();
         let spawned_at = Instant::now();
         let header = format!(
             "=== {} starting: {} {}",
             crate::util::rfc3339(crate::util::unix_now()),
             self.cfg.child.program.display(),
-            redact_args(&self.cfg.child.args)
+            redact_args(&spec.args)
         );
-        let mut proc = match child::spawn(&self.cfg.child, &name, &self.cfg.state_dir) {
+        let mut proc = match child::spawn(&spec, &name, &self.cfg.state_dir) {
             Ok(c) => c,
             Err(e) => {
                 let reason = format!(
@@ -391,6 +441,8 @@ impl Wrapper {
             s.published = None;
             s.mediamtx = None;
             s.next_retry_at = None;
+            s.publishing = true;
+            s.level = None;
             s.set_state(State::Starting);
         });
 
@@ -406,11 +458,14 @@ impl Wrapper {
         let (tail_tx, tail_rx) = mpsc::channel::<Vec<String>>();
         let log = RotatingLog::open(&self.cfg.log_path, self.cfg.log_max, self.cfg.log_keep);
         let tx = self.tx.clone();
-        let want_silence = self.cfg.health.silence_db.is_some();
+        let want = Wants {
+            silence: self.cfg.health.silence_db.is_some(),
+            levels: self.cfg.health.levels,
+        };
         if let Some(err) = stderr {
             let name2 = name.clone();
             spawn_named(format!("{name}-stderr"), move || {
-                let tail = read_stderr(err, gen, tx, log.ok(), header, want_silence, &name2);
+                let tail = read_stderr(err, gen, tx, log.ok(), header, want, &name2);
                 let _ = tail_tx.send(tail);
             });
         }
@@ -449,6 +504,12 @@ impl Wrapper {
                     got_progress = true;
                     if first {
                         last_advance = now;
+                        self.measure_gap(now, p.out_time_us);
+                    }
+                    if media.rtsp_down.is_none()
+                        && now.duration_since(spawned_at) >= Duration::from_secs(10)
+                    {
+                        self.restore_attempts = 0;
                     }
                     let stable_after = self.cfg.backoff.stable_after;
                     self.with(|s| {
@@ -477,9 +538,28 @@ impl Wrapper {
                     // Reap anything ffmpeg forked: the group may outlive its leader.
                     child::signal_group(pid, Signal::SIGKILL);
                     let _ = std::fs::remove_file(&pid_file);
+                    media.rec_alive = false;
+                    media.next_sweep = Instant::now();
+                    // No child, no level: a stale reading would look live.
+                    self.with(|s| s.level = None);
+                    let _ = self.media_tick(&mut media, Instant::now());
                     return self.after_exit(status, tail, ending, pending_cfg, spawned_at);
                 }
-                Ok(Msg::Progress(..)) | Ok(Msg::Silence(..)) | Ok(Msg::Exited(..)) => {}
+                Ok(Msg::Level(g, peak, rms)) if g == gen => {
+                    self.with(|s| {
+                        s.level = Some(LevelView {
+                            peak_db: Some(peak).filter(|v| v.is_finite()),
+                            rms_db: Some(rms).filter(|v| v.is_finite()),
+                            at: crate::util::rfc3339(crate::util::unix_now()),
+                        })
+                    });
+                }
+                Ok(Msg::Leg(g, leg, why)) if g == gen => self.leg_failed(&mut media, leg, why),
+                Ok(Msg::Progress(..))
+                | Ok(Msg::Silence(..))
+                | Ok(Msg::Exited(..))
+                | Ok(Msg::Level(..))
+                | Ok(Msg::Leg(..)) => {}
                 Ok(Msg::Stop) => {
                     self.end(&mut ending, pid, true, "stopped".into(), Next::Exit, true);
                 }
@@ -523,7 +603,14 @@ impl Wrapper {
                     }
                 }
                 Ok(Msg::Kill(reason)) => {
-                    self.end(&mut ending, pid, false, reason, Next::Backoff, true);
+                    if media.rec_alive {
+                        // A backoff would stop the recording too: restart at once instead.
+                        self.gap_from = Some(Instant::now());
+                        let reason = format!("{reason}; restarting at once to keep recording");
+                        self.end(&mut ending, pid, true, reason, Next::StartNow, true);
+                    } else {
+                        self.end(&mut ending, pid, false, reason, Next::Backoff, true);
+                    }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
             }
@@ -538,6 +625,11 @@ impl Wrapper {
                     child::signal_group(pid, Signal::SIGKILL);
                     e.kill_at = None;
                 }
+                continue;
+            }
+            if let Some(reason) = self.media_tick(&mut media, now) {
+                self.gap_from = Some(now);
+                self.end(&mut ending, pid, true, reason, Next::StartNow, true);
                 continue;
             }
             let h = &self.cfg.health;
@@ -588,6 +680,133 @@ impl Wrapper {
             reason,
             kill_at: graceful.then(|| Instant::now() + self.cfg.grace),
             then,
+        });
+    }
+
+    /// Which argv this run uses (recording when its directory takes a write, else the
+    /// publish-only fallback) and the run's media bookkeeping.
+    fn media_start(&mut self) -> (ChildSpec, MediaRun) {
+        let now = Instant::now();
+        let mut m = MediaRun {
+            rec_alive: false,
+            rec_error: None,
+            rtsp_down: None,
+            next_probe: now,
+            next_sweep: now + Duration::from_secs(1),
+        };
+        let Some(r) = self.cfg.recording.clone() else {
+            self.with(|s| s.recording = None);
+            return (self.cfg.child.clone(), m);
+        };
+        let spec = match recording::check_writable(&r.plan.dir) {
+            Ok(()) => {
+                wait_for_fresh_name(&r.plan);
+                m.rec_alive = true;
+                self.cfg.child.clone()
+            }
+            Err(e) => {
+                log::warn!(
+                    "{}: recording off for this run, streaming only: {e}",
+                    self.cfg.name
+                );
+                m.rec_error = Some(e);
+                r.fallback.clone()
+            }
+        };
+        let mut view = r.plan.sweep(false);
+        view.error = m.rec_error.clone();
+        self.with(|s| {
+            view.last_gap_s = s.recording.as_ref().and_then(|v| v.last_gap_s);
+            s.recording = Some(view);
+        });
+        (spec, m)
+    }
+
+    /// A tee leg gave up. RTSP: keep the child (it records), mark not publishing, and
+    /// start probing the server. Recording: report it; streaming goes on untouched.
+    fn leg_failed(&mut self, m: &mut MediaRun, leg: usize, why: String) {
+        if self.cfg.recording.is_none() {
+            return;
+        }
+        let name = &self.cfg.name;
+        let now = Instant::now();
+        match leg {
+            0 if m.rtsp_down.is_none() => {
+                log::warn!("{name}: RTSP leg failed ({why}); recording continues");
+                m.rtsp_down = Some(now);
+                m.next_probe = now + self.probe_interval();
+                self.with(|s| {
+                    s.publishing = false;
+                    s.touch();
+                });
+            }
+            1 => {
+                let e = format!("recording stopped: {why}");
+                log::warn!("{name}: {e}; streaming continues");
+                m.rec_alive = false;
+                m.rec_error = Some(e.clone());
+                self.with(|s| {
+                    if let Some(v) = s.recording.as_mut() {
+                        v.error = Some(e);
+                    }
+                    s.touch();
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// The probe interval doubles (1 s .. 64 s) while restores keep failing at once.
+    fn probe_interval(&self) -> Duration {
+        Duration::from_secs(1 << self.restore_attempts.min(6))
+    }
+
+    /// Once a second: keep the ring within bounds and refresh the view. While the RTSP leg
+    /// is down and the recording runs, probe the server; `Some(reason)` = restart now.
+    fn media_tick(&mut self, m: &mut MediaRun, now: Instant) -> Option<String> {
+        let r = self.cfg.recording.clone()?;
+        if now >= m.next_sweep {
+            m.next_sweep = now + Duration::from_secs(1);
+            let mut v = r.plan.sweep(m.rec_alive);
+            if v.error.is_none() {
+                v.error = m.rec_error.clone();
+            }
+            self.with(|s| {
+                v.last_gap_s = s.recording.as_ref().and_then(|x| x.last_gap_s);
+                s.recording = Some(v);
+                s.touch();
+            });
+        }
+        if m.rtsp_down.is_some() && m.rec_alive && now >= m.next_probe {
+            m.next_probe = now + self.probe_interval();
+            let addr = r.rtsp_addr.as_deref()?;
+            if reachable(addr) {
+                self.restore_attempts = self.restore_attempts.saturating_add(1);
+                return Some(format!(
+                    "publishing restore: {addr} answers again (restart at once, recording gap measured)"
+                ));
+            }
+        }
+        None
+    }
+
+    /// First progress after a restore: audio started `out_time` ago; the gap is from the
+    /// old child's SIGINT to then.
+    fn measure_gap(&mut self, now: Instant, out_time_us: Option<i64>) {
+        let Some(from) = self.gap_from.take() else {
+            return;
+        };
+        let captured = Duration::from_micros(out_time_us.unwrap_or(0).max(0) as u64);
+        let start = now.checked_sub(captured).unwrap_or(now);
+        let gap = start.saturating_duration_since(from).as_secs_f64();
+        log::info!(
+            "{}: child restarted; recording gap about {gap:.2}s",
+            self.cfg.name
+        );
+        self.with(|s| {
+            if let Some(v) = s.recording.as_mut() {
+                v.last_gap_s = Some(gap);
+            }
         });
     }
 
@@ -679,6 +898,39 @@ impl Wrapper {
     }
 }
 
+/// Segment names have one-second resolution: a child started in the same second as the
+/// newest segment would overwrite it, so wait for the next second (at most ~1 s).
+fn wait_for_fresh_name(plan: &recording::Plan) {
+    let newest = plan
+        .list()
+        .ok()
+        .and_then(|l| l.last().map(|s| s.name.clone()));
+    let Some(newest) = newest else { return };
+    let end = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < end
+        && newest
+            == format!(
+                "{}-{}.{}",
+                plan.stream,
+                recording::local_stamp_now(),
+                plan.ext
+            )
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether a TCP connection to `addr` opens within 500 ms.
+fn reachable(addr: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    let Ok(addrs) = addr.to_socket_addrs() else {
+        return false;
+    };
+    addrs
+        .take(2)
+        .any(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_millis(500)).is_ok())
+}
+
 fn spawn_named(name: String, f: impl FnOnce() + Send + 'static) {
     let short: String = name.chars().take(15).collect();
     if let Err(e) = std::thread::Builder::new().name(short).spawn(f) {
@@ -720,17 +972,26 @@ fn read_progress(out: impl Read, gen: u64, tx: Sender<Msg>) {
     }
 }
 
+/// What the stderr reader looks for besides the log.
+#[derive(Clone, Copy)]
+struct Wants {
+    silence: bool,
+    levels: bool,
+}
+
 /// Copy stderr into the rotating log, keep the last lines for the exit reason, and pass
-/// silencedetect events on. Returns the tail when ffmpeg closes stderr.
+/// silencedetect events, levels and tee leg failures on. Level prints (one per second)
+/// stay out of the log and the tail. Returns the tail when ffmpeg closes stderr.
 fn read_stderr(
     err: impl Read,
     gen: u64,
     tx: Sender<Msg>,
     mut log: Option<RotatingLog>,
     header: String,
-    want_silence: bool,
+    want: Wants,
     name: &str,
 ) -> Vec<String> {
+    let mut peak: Option<f64> = None;
     let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
     if let Some(l) = log.as_mut() {
         l.line(&header);
@@ -751,10 +1012,26 @@ fn read_stderr(
         if line.is_empty() {
             continue;
         }
+        if want.levels {
+            if let Some((kind, db)) = progress::level_line(line) {
+                if kind == "peak" {
+                    peak = Some(db);
+                } else {
+                    let _ = tx.send(Msg::Level(gen, peak.take().unwrap_or(db), db));
+                }
+                continue;
+            }
+            if progress::is_metadata_frame_line(line) {
+                continue;
+            }
+        }
+        if let Some((leg, why)) = progress::tee_leg_failed(line) {
+            let _ = tx.send(Msg::Leg(gen, leg, why));
+        }
         if let Some(l) = log.as_mut() {
             l.line(line);
         }
-        if want_silence {
+        if want.silence {
             if let Some(silent) = progress::silence_event(line) {
                 let _ = tx.send(Msg::Silence(gen, silent));
             }

@@ -310,3 +310,84 @@ pub fn virtual_mic(dir: &Path, name: &str, rate: u32, channels: u32) -> PathBuf 
     std::fs::write(&conf, text).expect("write asound.conf");
     conf
 }
+
+impl Receiver {
+    /// Like `start_for`, on a port the caller chose.
+    pub fn start_on(dir: &Path, name: &str, secs: f64, port: u16) -> Receiver {
+        super::require_ffmpeg();
+        std::fs::create_dir_all(dir).expect("receiver dir");
+        let wav = dir.join(format!("{name}-received.wav"));
+        let log = dir.join(format!("{name}-receiver.log"));
+        let mut cmd = Command::new("ffmpeg");
+        cmd.args(["-nostdin", "-hide_banner", "-loglevel", "info", "-nostats"])
+            .args(["-rtsp_flags", "listen", "-listen_timeout", "30"])
+            .arg("-i")
+            .arg(format!("rtsp://127.0.0.1:{port}/{name}"))
+            .args([
+                "-t",
+                &secs.to_string(),
+                "-c:a",
+                "pcm_s16le",
+                "-f",
+                "wav",
+                "-y",
+            ])
+            .arg(&wav)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("receiver log"));
+        let guard = Guard::spawn(cmd);
+        let end = Instant::now() + Duration::from_secs(5);
+        while !is_listening(port) {
+            assert!(Instant::now() < end, "receiver did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Receiver {
+            guard,
+            port,
+            name: name.to_string(),
+            wav,
+            log,
+        }
+    }
+}
+
+/// Like `virtual_mic`, but the tone is a 440 Hz sine of the given peak amplitude
+/// (0.1 = -20 dBFS peak, -23.0 dBFS RMS).
+pub fn virtual_mic_tone(dir: &Path, name: &str, rate: u32, channels: u32, amp: f64) -> PathBuf {
+    let conf = virtual_mic(dir, name, rate, channels);
+    let raw = dir.join(format!("{name}.raw"));
+    let st = std::process::Command::new("ffmpeg")
+        .args([
+            "-nostdin",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+        ])
+        .arg("-i")
+        // One expression per channel: `-ac` would upmix mono at -3 dB.
+        .arg(format!(
+            "aevalsrc=exprs={}:s={rate}",
+            vec![format!("{amp}*sin(2*PI*440*t)"); channels.max(1) as usize].join("|")
+        ))
+        .args(["-t", "30", "-f", "s16le", "-y"])
+        .arg(&raw)
+        .status()
+        .expect("run ffmpeg");
+    assert!(st.success(), "could not make the tone file");
+    conf
+}
+
+/// Decode any audio file to 16-bit WAV with ffmpeg and measure it.
+pub fn decode(path: &Path) -> Option<Audio> {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-i"])
+        .arg(path)
+        .args(["-c:a", "pcm_s16le", "-f", "wav", "-"])
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    measure_wav(&out.stdout)
+}

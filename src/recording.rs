@@ -1,0 +1,361 @@
+//! Local recording (docs/recording.md): the stream's own ffmpeg writes time-stamped
+//! segments through the tee muxer next to the RTSP leg, so capture survives a MediaMTX
+//! outage. This module names the files, builds the tee leg, and keeps the per-stream
+//! ring within `max_files` / `max_bytes`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::config::params::Codec;
+use crate::status::RecordingView;
+
+/// The `format` values `[recording]` accepts.
+pub const FORMATS: &[&str] = &["ogg", "ts", "m4a", "mp3", "aiff", "mkv"];
+
+/// `format` → (ffmpeg muxer, file extension).
+pub fn container(format: &str) -> Option<(&'static str, &'static str)> {
+    Some(match format {
+        "ogg" => ("ogg", "ogg"),
+        "ts" => ("mpegts", "ts"),
+        "m4a" => ("ipod", "m4a"),
+        "mp3" => ("mp3", "mp3"),
+        "aiff" => ("aiff", "aiff"),
+        "mkv" => ("matroska", "mkv"),
+        _ => return None,
+    })
+}
+
+/// The codec's natural container. AAC goes to MPEG-TS (a cut-off file still plays);
+/// PCM to AIFF because the stream is big-endian `pcm_s16be`, which WAV cannot hold
+/// (the tee muxer shares one encoding between both legs).
+pub fn natural(codec: Codec) -> &'static str {
+    match codec {
+        Codec::Opus => "ogg",
+        Codec::Aac => "ts",
+        Codec::Mp3 => "mp3",
+        Codec::Pcm => "aiff",
+    }
+}
+
+/// Whether a container can hold the codec ffmpeg encodes for the stream.
+pub fn fits(codec: Codec, format: &str) -> bool {
+    matches!(
+        (codec, format),
+        (Codec::Opus, "ogg" | "mkv")
+            | (Codec::Aac, "ts" | "m4a" | "mkv")
+            | (Codec::Mp3, "mp3" | "ts" | "mkv")
+            | (Codec::Pcm, "aiff" | "mkv")
+    )
+}
+
+/// What one stream records: resolved from `[recording]` and the stream's codec.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub stream: String,
+    /// `<recording.dir>/<stream>`.
+    pub dir: PathBuf,
+    pub muxer: &'static str,
+    pub ext: &'static str,
+    pub segment: Duration,
+    pub max_files: Option<u32>,
+    pub max_bytes: Option<u64>,
+}
+
+impl Plan {
+    /// The plan for `stream`, and a note when the configured format cannot hold the codec.
+    pub fn new(
+        rec: &crate::config::Recording,
+        stream: &str,
+        codec: Codec,
+    ) -> (Plan, Option<String>) {
+        let mut note = None;
+        let format = match rec.format.as_deref() {
+            Some(f) if fits(codec, f) => f,
+            Some(f) => {
+                note = Some(format!(
+                    "recording.format {f} cannot hold {codec}; recording as {}",
+                    natural(codec)
+                ));
+                natural(codec)
+            }
+            None => natural(codec),
+        };
+        let (muxer, ext) = container(format).unwrap_or(("ogg", "ogg"));
+        let plan = Plan {
+            stream: stream.to_string(),
+            dir: rec.dir.join(stream),
+            muxer,
+            ext,
+            segment: rec.segment,
+            max_files: rec.max_files,
+            max_bytes: rec.max_bytes,
+        };
+        (plan, note)
+    }
+
+    /// `<dir>/<stream>-%Y%m%d-%H%M%S.<ext>`; a `%` in the directory is escaped for strftime.
+    pub fn pattern(&self) -> String {
+        let dir = self.dir.display().to_string().replace('%', "%%");
+        format!("{dir}/{}-%Y%m%d-%H%M%S.{}", self.stream, self.ext)
+    }
+
+    /// The tee slave that writes segments. `onfail=ignore`: a full disk ends this leg,
+    /// never the stream. Tee syntax characters in the path are backslash-escaped.
+    pub fn tee_leg(&self) -> String {
+        let secs = self.segment.as_secs_f64();
+        format!(
+            "[f=segment:segment_format={}:segment_time={secs}:strftime=1:reset_timestamps=1:onfail=ignore]{}",
+            self.muxer,
+            tee_escape(&self.pattern())
+        )
+    }
+
+    /// This stream's segment files, oldest first (the names sort by time).
+    pub fn list(&self) -> std::io::Result<Vec<Segment>> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(&self.dir)? {
+            let Ok(e) = e else { continue };
+            let name = e.file_name().to_string_lossy().to_string();
+            if !is_segment_name(&self.stream, self.ext, &name) {
+                continue;
+            }
+            let bytes = e.metadata().map(|m| m.len()).unwrap_or(0);
+            out.push(Segment { name, bytes });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Delete the oldest finished segments beyond the bounds and describe what is left.
+    /// `writing`: the newest file is still being written (a child is running), so it
+    /// is neither deleted nor counted as finished.
+    pub fn sweep(&self, writing: bool) -> RecordingView {
+        let mut view = RecordingView {
+            dir: self.dir.display().to_string(),
+            ..RecordingView::default()
+        };
+        let segs = match self.list() {
+            Ok(s) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => {
+                view.error = Some(format!(
+                    "cannot list {}: {}",
+                    self.dir.display(),
+                    crate::util::io_reason(&e)
+                ));
+                return view;
+            }
+        };
+        let doomed = prune(&segs, writing, self.max_files, self.max_bytes);
+        for &i in &doomed {
+            let p = self.dir.join(&segs[i].name);
+            if let Err(e) = std::fs::remove_file(&p) {
+                log::warn!("cannot delete old segment {}: {e}", p.display());
+            }
+        }
+        let kept: Vec<&Segment> = segs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !doomed.contains(i))
+            .map(|(_, s)| s)
+            .collect();
+        let (finished, current) = split_current(&kept, writing);
+        view.files = finished.len() as u64;
+        view.bytes = finished.iter().map(|s| s.bytes).sum();
+        view.oldest = finished.first().map(|s| s.name.clone());
+        view.newest = finished.last().map(|s| s.name.clone());
+        view.writing = current.map(|s| s.name.clone());
+        view
+    }
+}
+
+fn split_current<'a>(
+    kept: &'a [&'a Segment],
+    writing: bool,
+) -> (&'a [&'a Segment], Option<&'a Segment>) {
+    match kept.split_last() {
+        Some((last, rest)) if writing => (rest, Some(*last)),
+        _ => (kept, None),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Segment {
+    pub name: String,
+    pub bytes: u64,
+}
+
+/// Indices (into `segs`, oldest first) to delete so the finished segments stay within
+/// `max_files` and `max_bytes`. The file being written is never chosen.
+pub fn prune(
+    segs: &[Segment],
+    writing: bool,
+    max_files: Option<u32>,
+    max_bytes: Option<u64>,
+) -> Vec<usize> {
+    let finished = if writing {
+        segs.len().saturating_sub(1)
+    } else {
+        segs.len()
+    };
+    let mut files = finished as u64;
+    let mut bytes: u64 = segs[..finished].iter().map(|s| s.bytes).sum();
+    let mut out = Vec::new();
+    for (i, s) in segs[..finished].iter().enumerate() {
+        let over_files = max_files.is_some_and(|m| files > m as u64);
+        let over_bytes = max_bytes.is_some_and(|m| bytes > m);
+        if !over_files && !over_bytes {
+            break;
+        }
+        out.push(i);
+        files -= 1;
+        bytes -= s.bytes;
+    }
+    out
+}
+
+/// `<stream>-YYYYmmdd-HHMMSS.<ext>`.
+pub fn is_segment_name(stream: &str, ext: &str, name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(stream).and_then(|r| r.strip_prefix('-')) else {
+        return false;
+    };
+    let Some(stamp) = rest.strip_suffix(ext).and_then(|r| r.strip_suffix('.')) else {
+        return false;
+    };
+    let b = stamp.as_bytes();
+    b.len() == 15
+        && b[8] == b'-'
+        && b[..8].iter().all(u8::is_ascii_digit)
+        && b[9..].iter().all(u8::is_ascii_digit)
+}
+
+/// Backslash-escape the tee muxer's syntax characters (`\ | [ ]`) in a slave's target.
+fn tee_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '\\' | '|' | '[' | ']') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Make `dir` and prove a file can be written there (a full disk refuses the byte).
+pub fn check_writable(dir: &Path) -> Result<(), String> {
+    let fail = |what: &str, e: std::io::Error| {
+        format!(
+            "cannot {what} {}: {}",
+            dir.display(),
+            crate::util::io_reason(&e)
+        )
+    };
+    std::fs::create_dir_all(dir).map_err(|e| fail("create", e))?;
+    let probe = dir.join(".write-test");
+    let res = std::fs::File::create(&probe)
+        .and_then(|mut f| f.write_all(b"x").and_then(|_| f.sync_all()));
+    let _ = std::fs::remove_file(&probe);
+    res.map_err(|e| fail("write to", e))
+}
+
+/// The local-time stamp ffmpeg's strftime would put in a file name started now.
+pub fn local_stamp_now() -> String {
+    // SAFETY: localtime_r writes only into `tm`; time(NULL) has no preconditions.
+    unsafe {
+        let t = libc::time(std::ptr::null_mut());
+        let mut tm: libc::tm = std::mem::zeroed();
+        libc::localtime_r(&t, &mut tm);
+        format!(
+            "{:04}{:02}{:02}-{:02}{:02}{:02}",
+            tm.tm_year + 1900,
+            tm.tm_mon + 1,
+            tm.tm_mday,
+            tm.tm_hour,
+            tm.tm_min,
+            tm.tm_sec
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(n: u32, bytes: u64) -> Segment {
+        Segment {
+            name: format!("s-20260101-0000{n:02}.ogg"),
+            bytes,
+        }
+    }
+
+    #[test]
+    fn prune_table() {
+        let segs: Vec<Segment> = (0..5).map(|n| seg(n, 100)).collect();
+        // (writing, max_files, max_bytes, expected deletions)
+        type Row = (bool, Option<u32>, Option<u64>, &'static [usize]);
+        let table: &[Row] = &[
+            (false, None, None, &[]),
+            (false, Some(5), None, &[]),
+            (false, Some(3), None, &[0, 1]),
+            (true, Some(3), None, &[0]),
+            (true, Some(4), None, &[]),
+            (false, None, Some(250), &[0, 1, 2]),
+            (true, None, Some(250), &[0, 1]),
+            (true, Some(1), Some(1000), &[0, 1, 2]),
+            (true, None, Some(50), &[0, 1, 2, 3]),
+        ];
+        for (writing, mf, mb, want) in table {
+            assert_eq!(
+                prune(&segs, *writing, *mf, *mb),
+                want.to_vec(),
+                "{writing} {mf:?} {mb:?}"
+            );
+        }
+        assert!(prune(&[], true, Some(0), Some(0)).is_empty());
+    }
+
+    #[test]
+    fn names() {
+        let table = [
+            ("mic-20261123-081402.ogg", true),
+            ("mic-20261123-081402.ts", false),
+            ("mic2-20261123-081402.ogg", false),
+            ("mic-2026112-081402.ogg", false),
+            ("mic-20261123_081402.ogg", false),
+            ("mic-20261123-081402.ogg.tmp", false),
+        ];
+        for (n, want) in table {
+            assert_eq!(is_segment_name("mic", "ogg", n), want, "{n}");
+        }
+    }
+
+    #[test]
+    fn formats_and_leg() {
+        for f in FORMATS {
+            assert!(container(f).is_some(), "{f}");
+        }
+        for c in [Codec::Opus, Codec::Aac, Codec::Mp3, Codec::Pcm] {
+            assert!(fits(c, natural(c)), "{c}");
+        }
+        assert!(!fits(Codec::Pcm, "ogg"));
+        let rec = crate::config::Recording {
+            enabled: true,
+            dir: "/rec/100%".into(),
+            segment: Duration::from_millis(1500),
+            format: Some("ogg".into()),
+            max_files: None,
+            max_bytes: None,
+        };
+        let (p, note) = Plan::new(&rec, "mic", Codec::Aac);
+        assert!(note.unwrap().contains("cannot hold aac"));
+        assert_eq!(p.ext, "ts");
+        assert_eq!(
+            p.tee_leg(),
+            "[f=segment:segment_format=mpegts:segment_time=1.5:strftime=1:reset_timestamps=1:\
+             onfail=ignore]/rec/100%%/mic/mic-%Y%m%d-%H%M%S.ts"
+        );
+        assert_eq!(tee_escape("a|b[c]\\"), "a\\|b\\[c\\]\\\\");
+        assert_eq!(local_stamp_now().len(), 15);
+    }
+}
