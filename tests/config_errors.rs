@@ -248,7 +248,7 @@ fn cases() -> Vec<Case> {
             b("[recording]\nformat = \"../x\"\n"),
             "2:10",
             "recording.format",
-            "container",
+            "one of ogg",
         ),
         (
             "recording max_files",

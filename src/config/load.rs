@@ -287,14 +287,13 @@ impl Read<'_, '_> {
 
 /// A recording container: an ffmpeg muxer / file extension name such as `ogg` or `mka`.
 fn check_format(f: &str) -> Result<String, String> {
-    let ok = !f.is_empty()
-        && f.len() <= 16
-        && f.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-    if ok {
+    if crate::recording::FORMATS.contains(&f) {
         Ok(f.to_string())
     } else {
-        Err("expected a container name like ogg, mka, mp4 or wav".into())
+        Err(format!(
+            "expected one of {}",
+            crate::recording::FORMATS.join(", ")
+        ))
     }
 }
 
@@ -336,7 +335,7 @@ mod tests {
             ("[mediamtx]\npassword = 5\n", "/e/m.toml:2:12: mediamtx.password = ***: expected a string"),
             ("[mediamtx]\nrtsp_url = \"x://u:pw@h\"\n", "/e/m.toml:2:12: mediamtx.rtsp_url = \"x://***@h\": expected a URL starting with rtsp://"),
             ("[recording]\nsegment = \"500ms\"\n", "/e/m.toml:2:11: recording.segment = \"500ms\": expected at least 1s"),
-            ("[recording]\nformat = \"MP4\"\n", "/e/m.toml:2:10: recording.format = \"MP4\": expected a container name like ogg, mka, mp4 or wav"),
+            ("[recording]\nformat = \"MP4\"\n", "/e/m.toml:2:10: recording.format = \"MP4\": expected one of ogg, ts, m4a, mp3, aiff, mkv"),
             ("[devices.\"a b\"]\nrecord = 1\n", "/e/m.toml:2:10: devices.\"a b\".record = 1: expected true or false"),
             ("[paths]\nnames_file = \"\"\n", "/e/m.toml:2:14: paths.names_file = \"\": expected a non-empty path"),
             ("[multiplex]\nname = \"--\"\n", "/e/m.toml:2:8: multiplex.name = \"--\": multiplex name has no usable characters"),
@@ -361,7 +360,7 @@ mod tests {
         let s = from_toml(
             Path::new("f.toml"),
             "[paths]\nnames_file = \"/n.json\"\n[discovery]\nwatch = false\n[health]\nlevels = false\n\
-             [recording]\nenabled = true\ndir = \"/r\"\nsegment = \"1m\"\nformat = \"mka\"\nmax_files = 3\nmax_bytes = 2048\n\
+             [recording]\nenabled = true\ndir = \"/r\"\nsegment = \"1m\"\nformat = \"mkv\"\nmax_files = 3\nmax_bytes = 2048\n\
              [devices.x]\nrecord = true\n",
         )
         .unwrap();
@@ -381,7 +380,7 @@ mod tests {
             (
                 Path::new("/r"),
                 Duration::from_secs(60),
-                Some("mka"),
+                Some("mkv"),
                 Some(3),
                 Some(2048)
             )
