@@ -108,28 +108,20 @@ pub fn judge_resources(samples: &[Sample], m: &crate::config::Monitor) -> Vec<Fi
     out
 }
 
-/// Streams that have not been running-and-healthy for longer than the grace.
+/// Streams that have not been running, healthy and clear of failures *continuously* for
+/// the last `grace` (SPEC §8.5): a stream in backoff, failed, waiting for its device, or
+/// crash-looping (between crashes it runs and looks healthy) is reported on every call.
 pub fn judge_streams(snap: &Snapshot, grace: Duration) -> Vec<Finding> {
     let mut out = Vec::new();
     for st in &snap.streams {
-        match st.unhealthy_for_s {
-            Some(t) if t > grace.as_secs_f64() => {
-                let why = st
-                    .last_exit
-                    .as_ref()
-                    .map(|e| format!(": {}", e.reason))
-                    .unwrap_or_default();
-                out.push(finding(
-                    Level::Warning,
-                    10,
-                    "stream",
-                    format!(
-                        "{} is {} / {} for {:.0}s{why}",
-                        st.name, st.state, st.health, t
-                    ),
-                ));
-            }
-            _ => {}
+        let proven = st.healthy_for_s.is_some_and(|t| t >= grace.as_secs_f64());
+        if !proven {
+            out.push(finding(
+                Level::Warning,
+                10,
+                "stream",
+                stream_message(st, grace),
+            ));
         }
         // Recording trouble never stops the stream, so it shows only here (no grace).
         if let Some(e) = st.recording.as_ref().and_then(|r| r.error.as_ref()) {
@@ -142,6 +134,33 @@ pub fn judge_streams(snap: &Snapshot, grace: Duration) -> Vec<Finding> {
         }
     }
     out
+}
+
+/// Why a stream is not (yet) proven healthy, in one line.
+fn stream_message(st: &crate::status::StreamStatus, grace: Duration) -> String {
+    if let Some(t) = st.healthy_for_s {
+        return format!(
+            "{} is healthy for only {t:.1}s (monitor.grace {})",
+            st.name,
+            crate::config::fmt_duration(grace)
+        );
+    }
+    let failures = match st.consecutive_failures {
+        0 => String::new(),
+        n => format!(", {n} consecutive failure(s) not yet cleared by a stable run"),
+    };
+    let why = st
+        .last_exit
+        .as_ref()
+        .map(|e| format!(": {}", e.reason))
+        .unwrap_or_default();
+    format!(
+        "{} is {} / {} for {:.0}s{failures}{why}",
+        st.name,
+        st.state,
+        st.health,
+        st.unhealthy_for_s.unwrap_or(0.0)
+    )
 }
 
 fn ticks() -> f64 {
@@ -415,6 +434,55 @@ mod tests {
                 .map(|f| (f.level, f.exit))
                 .collect();
             assert_eq!(got, want, "row {i}");
+        }
+    }
+
+    #[test]
+    fn streams_need_grace_of_clear_running() {
+        use crate::status::StreamStatus;
+        let grace = Duration::from_secs(60);
+        let st = |state: &str, healthy: Option<f64>, unhealthy: Option<f64>, fails| StreamStatus {
+            name: "mic".into(),
+            state: state.into(),
+            healthy_for_s: healthy,
+            unhealthy_for_s: unhealthy,
+            consecutive_failures: fails,
+            ..StreamStatus::default()
+        };
+        // (stream, reported?, words the message must hold)
+        let table = [
+            (st("running", Some(61.0), None, 0), false, ""),
+            (st("running", Some(60.0), None, 0), false, ""),
+            (
+                st("running", Some(5.0), None, 0),
+                true,
+                "healthy for only 5.0s",
+            ),
+            // A crash-looper between crashes, or a failed stream's retry: never clear.
+            (
+                st("running", None, Some(500.0), 3),
+                true,
+                "3 consecutive failure",
+            ),
+            (st("failed", None, Some(1.0), 50), true, "failed"),
+            (st("backoff", None, Some(0.5), 1), true, "backoff"),
+            (
+                st("waiting-for-device", None, Some(2.0), 0),
+                true,
+                "waiting-for-device",
+            ),
+        ];
+        for (i, (stream, reported, words)) in table.into_iter().enumerate() {
+            let snap = Snapshot {
+                streams: vec![stream],
+                ..Snapshot::default()
+            };
+            let got = judge_streams(&snap, grace);
+            assert_eq!(got.len(), usize::from(reported), "row {i}: {got:?}");
+            if let Some(f) = got.first() {
+                assert_eq!(f.exit, 10, "row {i}");
+                assert!(f.message.contains(words), "row {i}: {}", f.message);
+            }
         }
     }
 }

@@ -116,6 +116,10 @@ pub struct StreamStatus {
     pub mediamtx: Option<PathView>,
     /// Seconds the stream has not been running-and-healthy (None when it is).
     pub unhealthy_for_s: Option<f64>,
+    /// Seconds the stream has been running, healthy and clear of pending failures without
+    /// a break (None when it is not); `monitor` wants `monitor.grace` of it.
+    #[serde(default)]
+    pub healthy_for_s: Option<f64>,
     /// The stream reached its first verdict (running, or a failed start).
     pub settled: bool,
     #[serde(default)]

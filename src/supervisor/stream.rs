@@ -134,6 +134,9 @@ pub struct Shared {
     /// Set by the MediaMTX poller: false when the path is not published.
     pub published: Option<bool>,
     pub unhealthy_since: Option<Instant>,
+    /// Since when the stream is running, healthy and clear of failures without a break
+    /// (`monitor` needs `monitor.grace` of it; SPEC §8.5).
+    pub ok_since: Option<Instant>,
     pub settled: bool,
     pub slow: bool,
     /// False while the child's RTSP leg is down (recording keeps the child alive).
@@ -165,6 +168,7 @@ impl Shared {
             mediamtx: None,
             published: None,
             unhealthy_since: Some(Instant::now()),
+            ok_since: None,
             settled: false,
             slow: false,
             publishing: true,
@@ -193,13 +197,21 @@ impl Shared {
         }
     }
 
-    /// Keep `unhealthy_since` in step with state and health (monitor's grace needs it).
+    /// Whether `monitor` may count this moment as good: running, healthy, and no failure
+    /// still pending (a crash-looper between crashes, or a `failed` stream's slow retry,
+    /// runs healthy for a while but is not cleared until a run lasts `stable_after`).
+    pub fn clear(&self) -> bool {
+        self.state == State::Running && self.health() == "healthy" && self.consecutive_failures == 0
+    }
+
+    /// Keep `unhealthy_since` / `ok_since` in step with state, health and failures.
     pub fn touch(&mut self) {
-        let ok = self.state == State::Running && self.health() == "healthy";
-        match (ok, self.unhealthy_since) {
-            (true, Some(_)) => self.unhealthy_since = None,
-            (false, None) => self.unhealthy_since = Some(Instant::now()),
-            _ => {}
+        if self.clear() {
+            self.unhealthy_since = None;
+            self.ok_since.get_or_insert_with(Instant::now);
+        } else {
+            self.ok_since = None;
+            self.unhealthy_since.get_or_insert_with(Instant::now);
         }
     }
 
@@ -238,6 +250,7 @@ impl Shared {
             silent: self.silent,
             mediamtx: self.mediamtx.clone(),
             unhealthy_for_s: self.unhealthy_since.map(since),
+            healthy_for_s: self.ok_since.map(since),
             settled: self.settled,
             notes: self.notes.clone(),
             publishing: self.publishing,
