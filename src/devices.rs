@@ -65,6 +65,29 @@ pub fn discover(proc_asound: &Path, dev_snd: &Path) -> Vec<Device> {
     devices
 }
 
+/// The cards one stream reads, for the look right after its child dies unexpectedly
+/// (SPEC §7 Unplug): an exit whose device is gone is not counted as a failure.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Presence {
+    pub proc_asound: std::path::PathBuf,
+    pub dev_snd: std::path::PathBuf,
+    /// (card number, card id); empty: nothing to check (the demo's virtual inputs).
+    pub cards: Vec<(u32, String)>,
+}
+
+impl Presence {
+    /// The first card that is gone (its id file no longer names it, or its capture PCM
+    /// node is missing): one small read and one stat per card, no directory scan.
+    pub fn missing(&self) -> Option<&str> {
+        self.cards.iter().find_map(|(card, id)| {
+            let here = read_trimmed(&self.proc_asound.join(format!("card{card}/id")))
+                .is_some_and(|now| now == *id)
+                && self.dev_snd.join(format!("pcmC{card}D0c")).exists();
+            (!here).then_some(id.as_str())
+        })
+    }
+}
+
 /// Give a card without a by-id link the link name of an identical card (same usbid).
 fn inherit_shared_by_id(devices: &mut [Device]) {
     let named: BTreeMap<String, String> = devices
@@ -173,6 +196,28 @@ mod tests {
         assert_eq!(m[&0], "Headphones");
         assert_eq!(m[&1], "Microphones");
         assert_eq!(m[&10], "blue-yeti");
+    }
+
+    #[test]
+    fn presence_sees_a_removed_or_replaced_card() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pa, ds) = (dir.path().join("asound"), dir.path().join("snd"));
+        fs::create_dir_all(pa.join("card1")).unwrap();
+        fs::create_dir_all(&ds).unwrap();
+        fs::write(pa.join("card1/id"), "garden\n").unwrap();
+        fs::write(ds.join("pcmC1D0c"), "").unwrap();
+        let p = |cards: Vec<(u32, &str)>| Presence {
+            proc_asound: pa.clone(),
+            dev_snd: ds.clone(),
+            cards: cards.into_iter().map(|(c, i)| (c, i.to_string())).collect(),
+        };
+        assert_eq!(p(vec![]).missing(), None);
+        assert_eq!(p(vec![(1, "garden")]).missing(), None);
+        // Another card took number 1 (unplug + plug of a different mic).
+        assert_eq!(p(vec![(1, "studio")]).missing(), Some("studio"));
+        assert_eq!(p(vec![(1, "garden"), (2, "pond")]).missing(), Some("pond"));
+        fs::remove_file(ds.join("pcmC1D0c")).unwrap();
+        assert_eq!(p(vec![(1, "garden")]).missing(), Some("garden"));
     }
 
     #[test]

@@ -121,6 +121,16 @@ fn has_log_key(l: &str, key: &str) -> bool {
     l.starts_with("[silencedetect") && l.contains(key)
 }
 
+/// Whether ffmpeg's last words say its capture device went away (ALSA returns EIO or
+/// ENODEV when a USB card is pulled); the wrapper then looks for the card a little longer.
+pub fn looks_unplugged(stderr_tail: &[String]) -> bool {
+    stderr_tail
+        .iter()
+        .rev()
+        .take(5)
+        .any(|l| l.contains("Input/output error") || l.contains("No such device"))
+}
+
 /// The most telling line of ffmpeg's last stderr lines, in words, credentials hidden.
 /// `None` when the tail holds nothing but noise.
 pub fn exit_reason(stderr_tail: &[String]) -> Option<String> {
@@ -255,6 +265,30 @@ fn redact(l: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn unplug_words() {
+        let t = |l: &[&str]| l.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let table: [(&[&str], bool); 5] = [
+            (&["[alsa @ 0x1] ALSA read error: No such device"], true),
+            (
+                &[
+                    "plughw:CARD=mic,DEV=0: Input/output error",
+                    "Exiting normally",
+                ],
+                true,
+            ),
+            (
+                &["[alsa @ 0x1] cannot open audio device x (Device or resource busy)"],
+                false,
+            ),
+            (&["Conversion failed!"], false),
+            (&[], false),
+        ];
+        for (lines, want) in table {
+            assert_eq!(looks_unplugged(&t(lines)), want, "{lines:?}");
+        }
+    }
+
     use super::*;
 
     fn parse_all(text: &str) -> Vec<Progress> {

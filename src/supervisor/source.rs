@@ -5,7 +5,7 @@ use crate::child::ChildSpec;
 use crate::cli::{Global, Mode};
 use crate::config::legacy::DeviceFile;
 use crate::config::Settings;
-use crate::devices::{self, Device};
+use crate::devices::{self, Device, Presence};
 use crate::exit::Error;
 use crate::ffmpeg::argv::{self, Extras, Input, InputSpec, Output, Silence};
 use crate::recording;
@@ -138,7 +138,6 @@ pub fn stream_config(
     StreamConfig {
         name: name.to_string(),
         child,
-        device,
         alsa_device,
         display_url,
         notes,
@@ -150,6 +149,17 @@ pub fn stream_config(
         log_keep: settings.logs.keep,
         state_dir: settings.paths.state_dir.clone(),
         recording: None,
+        presence: presence(settings, device.card.zip(device.card_id.clone())),
+        device,
+    }
+}
+
+/// What to look at when this stream's child dies unexpectedly (SPEC §7 Unplug).
+fn presence(settings: &Settings, cards: impl IntoIterator<Item = (u32, String)>) -> Presence {
+    Presence {
+        proc_asound: settings.paths.proc_asound.clone(),
+        dev_snd: settings.paths.dev_snd.clone(),
+        cards: cards.into_iter().collect(),
     }
 }
 
@@ -331,7 +341,7 @@ fn plan_configs(
                     .join(", ")
             )];
             notes.extend(note);
-            let cfg = stream_config(
+            let mut cfg = stream_config(
                 settings,
                 &m.name,
                 ChildSpec {
@@ -343,6 +353,14 @@ fn plan_configs(
                 alsa,
                 m.display_url.clone(),
                 notes,
+            );
+            // Any input gone ends the mix; the rescan then restarts it with those present.
+            cfg.presence = presence(
+                settings,
+                m.inputs
+                    .iter()
+                    .filter(|s| s.enabled)
+                    .filter_map(|s| s.device.as_ref().map(|d| (d.card, d.card_id.clone()))),
             );
             Ok(vec![attach(cfg, rec, &m.url)])
         }

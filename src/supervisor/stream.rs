@@ -52,6 +52,8 @@ pub struct StreamConfig {
     pub state_dir: PathBuf,
     /// Local recording through the tee muxer (docs/recording.md); `None`: off.
     pub recording: Option<RecordSetup>,
+    /// The cards to look at after an unexpected exit, before it counts as a failure.
+    pub presence: crate::devices::Presence,
 }
 
 /// How a recording stream runs: `child` (in `StreamConfig`) has the tee with both legs;
@@ -288,6 +290,9 @@ pub struct Wrapper {
     gap_from: Option<Instant>,
     /// Publishing restores in a row whose new RTSP leg failed again soon (probe backoff).
     restore_attempts: u32,
+    /// The failure count before the last counted exit, and when: taken back when the
+    /// rescan reports the device gone right after (SPEC §7 Unplug).
+    last_count: Option<(u32, Instant)>,
 }
 
 /// Media side of one child run: recording legs, levels, publishing restore.
@@ -302,6 +307,11 @@ struct MediaRun {
 }
 
 const TICK: Duration = Duration::from_millis(100);
+/// How soon after a counted exit a "device gone" from the rescan still explains it: the
+/// default `discovery.rescan` (2 s) with room to spare.
+const UNPLUG_WINDOW: Duration = Duration::from_secs(5);
+/// How long to keep looking for a card whose capture just failed with EIO/ENODEV.
+const UNPLUG_RECHECK: Duration = Duration::from_millis(500);
 const TAIL_LINES: usize = 30;
 
 impl Wrapper {
@@ -319,6 +329,7 @@ impl Wrapper {
             generation: 0,
             gap_from: None,
             restore_attempts: 0,
+            last_count: None,
         }
     }
 
@@ -399,7 +410,10 @@ impl Wrapper {
                     self.with(|s| s.consecutive_failures = 0);
                     return Next::StartNow;
                 }
-                Ok(Msg::DeviceGone) => return Next::Wait,
+                Ok(Msg::DeviceGone) => {
+                    self.forgive_unplug();
+                    return Next::Wait;
+                }
                 Ok(Msg::Update(cfg)) | Ok(Msg::DeviceBack(cfg)) => self.apply_cfg(*cfg),
                 Ok(_) => {}
             }
@@ -863,6 +877,30 @@ impl Wrapper {
                         _ => "exited".into(),
                     }),
                 };
+                if let Some(card) = self.device_gone(&tail) {
+                    log::warn!(
+                        "{name}: ffmpeg ended ({reason}) and card {card} is gone: device removed, \
+                         waiting for it (not counted as a failure)"
+                    );
+                    self.with(|s| {
+                        s.last_exit = Some((
+                            LastExit {
+                                code,
+                                signal: signal.clone(),
+                                reason: "device removed".into(),
+                                ago_s: None,
+                            },
+                            Instant::now(),
+                        ));
+                        s.pid = None;
+                        s.settled = true;
+                        s.running_since = None;
+                    });
+                    if let Some(cfg) = pending_cfg {
+                        self.apply_cfg(cfg);
+                    }
+                    return Next::Wait;
+                }
                 let ran = spawned_at.elapsed();
                 log::warn!(
                     "{name}: ffmpeg failed after {:.1}s ({}): {reason}",
@@ -885,8 +923,52 @@ impl Wrapper {
         self.record_failure_with(code, None, reason)
     }
 
+    /// Is a card of this stream gone? Looked at right after an unexpected exit, before it
+    /// is counted. When ffmpeg's last words say the device went away but its nodes are
+    /// still there (the kernel removes them a moment later), look again for a short while.
+    fn device_gone(&self, tail: &[String]) -> Option<String> {
+        let p = &self.cfg.presence;
+        if let Some(card) = p.missing() {
+            return Some(card.to_string());
+        }
+        if p.cards.is_empty() || !progress::looks_unplugged(tail) {
+            return None;
+        }
+        let until = Instant::now() + UNPLUG_RECHECK;
+        while Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(50));
+            if let Some(card) = p.missing() {
+                return Some(card.to_string());
+            }
+        }
+        None
+    }
+
+    /// The rescan reports the device gone just after an exit we counted (the card's nodes
+    /// outlived the exit): the unplug caused it, so the count is taken back.
+    fn forgive_unplug(&mut self) {
+        let Some((before, at)) = self.last_count.take() else {
+            return;
+        };
+        if at.elapsed() > UNPLUG_WINDOW {
+            return;
+        }
+        log::info!(
+            "{}: the device went away with the last exit: not counted as a failure",
+            self.cfg.name
+        );
+        self.with(|s| {
+            s.consecutive_failures = before;
+            if let Some((e, _)) = s.last_exit.as_mut() {
+                e.reason = "device removed".into();
+            }
+        });
+    }
+
     fn record_failure_with(&mut self, code: Option<i32>, signal: Option<String>, reason: String) {
         let stable_after = self.cfg.backoff.stable_after;
+        let before = self.with(|s| s.consecutive_failures);
+        self.last_count = Some((before, Instant::now()));
         self.with(|s| {
             // A run that lasted `stable_after` already reset the count while it ran.
             let stable = s.running_since.is_some_and(|t| t.elapsed() >= stable_after);
