@@ -21,6 +21,13 @@ use serde_json::Value;
 
 const LIMIT: Duration = Duration::from_secs(15);
 
+/// A harness whose supervisor logs at info level (the tests read "configuration reloaded").
+fn new_sup() -> Sup {
+    let mut s = Sup::new();
+    s.env.push(("RUST_LOG".into(), "info".into()));
+    s
+}
+
 fn stream(s: &Sup, name: &str) -> Value {
     s.stream(name).unwrap_or(Value::Null)
 }
@@ -61,7 +68,7 @@ fn children(s: &Sup) -> Vec<String> {
 /// One mic "garden", a backoff so long that any delay shows, no inotify watch (so the
 /// order of events is the test's), and the given rescan period.
 fn unplug_sup(rescan: &str) -> Sup {
-    let mut s = Sup::new();
+    let mut s = new_sup();
     s.usb(1, "garden");
     s.set_mode("run");
     s.set("discovery", "rescan", &format!("{rescan:?}"))
@@ -204,4 +211,302 @@ fn multiplex_input_unplugged_restarts_the_mix_uncounted() {
         !v["alsa_device"].as_str().unwrap_or("").contains("studio"),
         "{v}"
     );
+}
+
+// ---- reload ---------------------------------------------------------------------------
+
+/// SIGHUP, then wait until the supervisor has logged one more "configuration reloaded".
+fn reload(s: &Sup) {
+    let count = |s: &Sup| {
+        s.supervisor_stderr()
+            .matches("configuration reloaded")
+            .count()
+    };
+    let before = count(s);
+    kill(s.supervisor_pid().expect("pid"), libc::SIGHUP);
+    s.wait_for("the reload", LIMIT, |s| count(s) > before);
+}
+
+/// Every listed stream running (and at least `n` of them).
+fn all_running(s: &Sup, n: usize) -> bool {
+    s.status()
+        .and_then(|v| v["streams"].as_array().cloned())
+        .is_some_and(|a| a.len() >= n && a.iter().all(|x| x["state"] == "running"))
+}
+
+/// Stop, start afresh with the same files, and give the names a fresh start lists.
+fn fresh_start_names(s: &mut Sup, n: usize) -> Vec<String> {
+    let out = s.run(&["stop"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    if let Some(mut c) = s.foreground.take() {
+        let _ = c.wait();
+    }
+    s.start_foreground();
+    s.wait_for("fresh start running", LIMIT, |s| all_running(s, n));
+    names(s)
+}
+
+/// `monitor`'s exit code once every stream had time to be proven (monitor.grace is 1 s).
+fn monitor_after_grace(s: &Sup) -> i32 {
+    std::thread::sleep(Duration::from_millis(1300));
+    s.run(&["monitor"]).status.code().unwrap_or(-1)
+}
+
+#[test]
+fn reload_that_renames_a_stream_leaves_no_ghost() {
+    let mut s = new_sup();
+    s.usb(1, "garden");
+    s.usb(2, "studio");
+    s.set_mode("run");
+    s.write_config();
+    s.start_foreground();
+    s.wait_for("both running", LIMIT, |s| all_running(s, 2));
+    let studio_pid = pid(&s, "studio").expect("pid");
+    s.extra = "[devices.garden]\nstream = \"pond\"\n".into();
+    s.write_config();
+    reload(&s);
+    s.wait_for("renamed and running", LIMIT, |s| {
+        names(s) == ["pond", "studio"] && all_running(s, 2)
+    });
+    assert_eq!(
+        pid(&s, "studio"),
+        Some(studio_pid),
+        "untouched stream kept its child"
+    );
+    assert_eq!(children(&s), ["pond", "studio"], "{:?}", s.marked());
+    assert!(
+        !s.state_dir().join("streams/garden.pid").exists(),
+        "the old stream's pid file went with it"
+    );
+    assert_eq!(monitor_after_grace(&s), 0, "no ghost for cron");
+    assert_eq!(fresh_start_names(&mut s, 2), ["pond", "studio"]);
+}
+
+#[test]
+fn reload_that_disables_a_stream_stops_and_removes_it() {
+    let mut s = new_sup();
+    s.usb(1, "garden");
+    s.usb(2, "studio");
+    s.set_mode("run");
+    s.write_config();
+    s.start_foreground();
+    s.wait_for("both running", LIMIT, |s| all_running(s, 2));
+    let garden_pid = pid(&s, "garden").expect("pid");
+    s.extra = "[devices.garden]\nenabled = false\n".into();
+    s.write_config();
+    reload(&s);
+    s.wait_for("garden gone", LIMIT, |s| names(s) == ["studio"]);
+    s.wait_for("its child gone", LIMIT, |_| !alive(garden_pid));
+    assert_eq!(children(&s), ["studio"], "{:?}", s.marked());
+    assert_eq!(monitor_after_grace(&s), 0);
+    assert_eq!(fresh_start_names(&mut s, 1), ["studio"]);
+    // And back: enabling it again at a reload starts it.
+    s.extra.clear();
+    s.write_config();
+    reload(&s);
+    s.wait_for("garden back", LIMIT, |s| {
+        names(s) == ["garden", "studio"] && all_running(s, 2)
+    });
+}
+
+#[test]
+fn reload_that_changes_the_mode_swaps_the_whole_set() {
+    let mut s = new_sup();
+    s.usb(1, "garden");
+    s.usb(2, "studio");
+    s.set_mode("run");
+    s.extra = "[multiplex]\nname = \"all_mics\"\n".into();
+    s.write_config();
+    s.start_foreground();
+    s.wait_for("both running", LIMIT, |s| all_running(s, 2));
+    let old: Vec<i32> = ["garden", "studio"]
+        .iter()
+        .map(|n| pid(&s, n).expect("pid"))
+        .collect();
+    let text = std::fs::read_to_string(&s.cfg).expect("config");
+    std::fs::write(&s.cfg, format!("mode = \"multiplex\"\n{text}")).expect("write");
+    reload(&s);
+    s.wait_for("one mix running", LIMIT, |s| {
+        names(s) == ["all_mics"] && all_running(s, 1)
+    });
+    for p in old {
+        assert!(!alive(p), "old child {p} gone");
+    }
+    let st = s.status().expect("status");
+    assert_eq!(st["supervisor"]["mode"], "multiplex (amix)", "{st}");
+    assert_eq!(children(&s), ["all_mics"], "{:?}", s.marked());
+    assert_eq!(
+        stream(&s, "all_mics")["consecutive_failures"],
+        0,
+        "the mix found the devices free"
+    );
+    assert_eq!(monitor_after_grace(&s), 0);
+    assert_eq!(fresh_start_names(&mut s, 1), ["all_mics"]);
+}
+
+/// A reload in the middle of a backoff: an unrelated edit keeps the stream's budget and
+/// delay; a rename retires the backing-off wrapper at once.
+#[test]
+fn reload_in_the_middle_of_a_backoff() {
+    let mut s = new_sup();
+    s.usb(1, "garden");
+    s.set_mode("crash");
+    s.set("backoff", "initial", "\"20s\"")
+        .set("backoff", "max", "\"20s\"");
+    s.write_config();
+    s.start_foreground();
+    s.wait_for("in backoff", LIMIT, |s| state(s, "garden") == "backoff");
+    s.set("health", "silence_for", "\"7s\""); // not part of this stream's argv
+    s.write_config();
+    reload(&s);
+    let v = stream(&s, "garden");
+    assert_eq!(v["state"], "backoff", "{v}");
+    assert_eq!(v["consecutive_failures"], 1, "{v}");
+    assert!(v["next_retry_s"].as_f64().unwrap_or(0.0) > 10.0, "{v}");
+    s.set_mode("run");
+    s.extra = "[devices.garden]\nstream = \"pond\"\n".into();
+    s.write_config();
+    reload(&s);
+    s.wait_for("pond running at once", Duration::from_secs(5), |s| {
+        names(s) == ["pond"] && all_running(s, 1)
+    });
+}
+
+/// `[mediamtx]` edits reach the poller at reload: it asks the new server, with the new
+/// credentials; switching the API off clears what the old one said.
+#[test]
+fn reload_reaches_the_mediamtx_poller() {
+    let a = MockMediamtx::start(Version::V1_20);
+    a.set_path("garden", true);
+    a.grow("garden", 4096);
+    let b = MockMediamtx::start(Version::V1_20);
+    b.set_path("garden", true);
+    b.grow("garden", 4096);
+    let mut s = new_sup();
+    s.usb(1, "garden");
+    s.set_mode("run");
+    s.set("mediamtx", "api", "true")
+        .set("mediamtx", "api_url", &format!("{:?}", a.url()))
+        .set("mediamtx", "poll", "\"100ms\"")
+        .set("health", "unpublished_timeout", "\"2s\"")
+        .set("startup", "mediamtx_wait", "\"1s\"");
+    s.write_config();
+    s.start_foreground();
+    s.wait_for("published on A", LIMIT, |s| {
+        stream(s, "garden")["mediamtx"]["available"] == true
+    });
+    let pid_before = pid(&s, "garden");
+    s.set("mediamtx", "api_url", &format!("{:?}", b.url()));
+    s.write_config();
+    reload(&s);
+    let asked_a = a.request_count();
+    let lists = |m: &MockMediamtx| {
+        m.requests()
+            .iter()
+            .filter(|r| r.target().contains("/v3/paths/list"))
+            .count()
+    };
+    s.wait_for("B asked", LIMIT, |_| lists(&b) >= 3);
+    let st = s.status().expect("status");
+    assert_eq!(st["mediamtx"]["reachable"], true, "{st}");
+    assert!(
+        st["mediamtx"]["api_url"]
+            .as_str()
+            .unwrap_or("")
+            .contains(&b.addr().to_string()),
+        "{st}"
+    );
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(
+        a.request_count() <= asked_a + 2,
+        "the old poller stopped asking A"
+    );
+    assert_eq!(
+        pid(&s, "garden"),
+        pid_before,
+        "no stream restarted for an API change"
+    );
+    // New credentials: the poller uses them (B now insists). The publish URL carries them
+    // too, so the stream restarts once with them.
+    b.require_auth("watch", "s3cret", Duration::ZERO);
+    s.wait_for("B refusing the old poller", LIMIT, |s| {
+        s.status()
+            .is_some_and(|v| v["mediamtx"]["reachable"] == false)
+    });
+    s.set("mediamtx", "username", "\"watch\"")
+        .set("mediamtx", "password", "\"s3cret\"");
+    s.write_config();
+    reload(&s);
+    s.wait_for("B accepting the new credentials", LIMIT, |s| {
+        s.status()
+            .is_some_and(|v| v["mediamtx"]["reachable"] == true)
+    });
+    // API off: no poller, no stale MediaMTX view, still healthy.
+    s.set("mediamtx", "api", "false");
+    s.write_config();
+    reload(&s);
+    let asked_b = b.request_count();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(b.request_count() <= asked_b + 2, "nobody polls any more");
+    let st = s.status().expect("status");
+    assert_eq!(st["mediamtx"]["enabled"], false, "{st}");
+    let v = stream(&s, "garden");
+    assert!(v["mediamtx"].is_null(), "{v}");
+    assert_eq!(v["health"], "healthy", "{v}");
+}
+
+/// Settings that cannot change live are named in a warning, and their old values stay in
+/// force (the running supervisor keeps its state dir, socket and pid files).
+#[test]
+fn reload_names_settings_that_need_a_restart() {
+    let mut s = new_sup();
+    s.usb(1, "garden");
+    s.set_mode("run");
+    s.write_config();
+    s.start_foreground();
+    s.wait_for("running", LIMIT, |s| all_running(s, 1));
+    let old_cfg = s.dir.path().join("old.toml");
+    std::fs::copy(&s.cfg, &old_cfg).expect("copy");
+    let new_state = s.dir.path().join("state2");
+    s.set(
+        "paths",
+        "state_dir",
+        &format!("{:?}", new_state.display().to_string()),
+    )
+    .set("metrics", "listen", "\"127.0.0.1:1\"");
+    s.write_config();
+    reload(&s);
+    let err = s.supervisor_stderr();
+    assert!(
+        err.contains("paths.state_dir") && err.contains("until the next start"),
+        "{err}"
+    );
+    // Ask through the old state dir: the supervisor is still there.
+    let old_cmd = |args: &[&str]| {
+        std::process::Command::new(common::bin())
+            .args(args)
+            .arg("-c")
+            .arg(&old_cfg)
+            .output()
+            .expect("run binary")
+    };
+    let out = old_cmd(&["status", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let w = v["warnings"].to_string();
+    assert!(
+        w.contains("paths.state_dir") && w.contains("metrics.listen"),
+        "{v}"
+    );
+    assert!(s.state_dir().join("streams/garden.pid").exists());
+    assert!(
+        !new_state.exists(),
+        "nothing was moved to the new state dir"
+    );
+    // A restart of the stream keeps using the old state dir too.
+    let out = old_cmd(&["restart", "garden"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    s.wait_for("restarted", LIMIT, |_| {
+        std::fs::read_to_string(s.state_dir().join("streams/garden.pid")).is_ok()
+    });
+    assert!(!new_state.exists());
 }

@@ -42,7 +42,7 @@ pub struct Discovery {
     pub watch: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Mediamtx {
     pub api: bool,
     pub api_url: String,

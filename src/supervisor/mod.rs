@@ -8,7 +8,8 @@ pub mod poller;
 pub mod source;
 pub mod stream;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -34,7 +35,8 @@ pub type Registry = Arc<RwLock<BTreeMap<String, StreamHandle>>>;
 /// Facts about the supervisor itself for snapshots.
 pub struct Info {
     pub started: Instant,
-    pub mode: String,
+    /// Changes when a reload changes the mode.
+    pub mode: Mutex<String>,
     pub mediamtx: Mutex<MediamtxInfo>,
     pub warnings: Mutex<Vec<String>>,
 }
@@ -77,7 +79,7 @@ pub fn snapshot(registry: &Registry, info: &Info) -> Snapshot {
             running: true,
             pid: Some(std::process::id()),
             uptime_s: Some(info.started.elapsed().as_secs()),
-            mode: info.mode.clone(),
+            mode: info.mode.lock().map(|m| m.clone()).unwrap_or_default(),
             version: env!("CARGO_PKG_VERSION").into(),
             note: None,
         },
@@ -92,7 +94,13 @@ pub struct Supervisor {
     source: Box<dyn StreamSource>,
     registry: Registry,
     info: Arc<Info>,
-    threads: Vec<JoinHandle<()>>,
+    /// Each stream's wrapper thread, by stream name.
+    threads: BTreeMap<String, JoinHandle<()>>,
+    /// Wrappers a reload removed that had not finished stopping in time (joined at the end).
+    retired: Vec<JoinHandle<()>>,
+    /// Bumped when `[mediamtx]` changes at a reload: the running poller then ends and a
+    /// new one starts with the new client.
+    poller_epoch: Arc<AtomicU64>,
     present: BTreeMap<String, bool>,
     events: Receiver<Event>,
     events_tx: Sender<Event>,
@@ -104,7 +112,7 @@ impl Supervisor {
         let (events_tx, events) = mpsc::channel();
         let info = Arc::new(Info {
             started: Instant::now(),
-            mode: source.mode_label(&settings),
+            mode: Mutex::new(source.mode_label(&settings)),
             mediamtx: Mutex::new(MediamtxInfo {
                 enabled: settings.mediamtx.api,
                 api_url: crate::util::redact_url(&settings.mediamtx.api_url),
@@ -117,7 +125,9 @@ impl Supervisor {
             source,
             registry: Arc::new(RwLock::new(BTreeMap::new())),
             info,
-            threads: Vec::new(),
+            threads: BTreeMap::new(),
+            retired: Vec::new(),
+            poller_epoch: Arc::new(AtomicU64::new(0)),
             present: BTreeMap::new(),
             events,
             events_tx,
@@ -241,9 +251,18 @@ impl Supervisor {
             })
             .map_err(|e| Error::general(format!("cannot start signal thread: {e}")))?;
         if self.settings.mediamtx.api {
-            poller::start(&self.settings, self.registry.clone(), self.info.clone());
+            self.start_poller();
         }
         Ok(())
+    }
+
+    fn start_poller(&self) {
+        poller::start(
+            &self.settings,
+            self.registry.clone(),
+            self.info.clone(),
+            self.poller_epoch.clone(),
+        );
     }
 
     /// Start wrappers for what is present now.
@@ -261,7 +280,9 @@ impl Supervisor {
             .spawn(move || wrapper.run(true));
         match thread {
             Ok(t) => {
-                self.threads.push(t);
+                if let Some(old) = self.threads.insert(name.clone(), t) {
+                    self.retired.push(old);
+                }
                 if let Ok(mut r) = self.registry.write() {
                     r.insert(name.clone(), StreamHandle { tx, shared });
                 }
@@ -273,7 +294,18 @@ impl Supervisor {
 
     /// Compare what the host offers now with the running set (hot-plug).
     fn rescan(&mut self) {
+        self.sync(false);
+    }
+
+    /// Bring the running set in line with the source. `prune` (a reload): a stream that is
+    /// not planned any more is stopped and removed rather than left waiting for a device
+    /// that will never carry its name again, so the set is exactly what a fresh start runs.
+    fn sync(&mut self, prune: bool) {
         let configs = self.source.scan(&self.settings);
+        if prune {
+            let keep: BTreeSet<String> = configs.iter().map(|c| c.name.clone()).collect();
+            self.retire_all_but(&keep);
+        }
         let mut seen = Vec::new();
         for cfg in configs {
             seen.push(cfg.name.clone());
@@ -319,12 +351,116 @@ impl Supervisor {
         }
     }
 
+    /// Stop and remove every stream not in `keep` (renamed, disabled, mode changed, or
+    /// its device absent: a fresh start would not list it either). Their children are
+    /// reaped before the new set starts, so a renamed stream's successor finds the ALSA
+    /// device free; a wrapper slower than the stop grace is left to finish on its own.
+    fn retire_all_but(&mut self, keep: &BTreeSet<String>) {
+        let names: Vec<String> = self
+            .registry
+            .read()
+            .map(|r| r.keys().filter(|n| !keep.contains(*n)).cloned().collect())
+            .unwrap_or_default();
+        let mut stopping = Vec::new();
+        for name in names {
+            let handle = self.registry.write().ok().and_then(|mut r| r.remove(&name));
+            self.present.remove(&name);
+            if let Some(h) = handle {
+                log::info!("{name}: not in the reloaded configuration; stopping and removing it");
+                let _ = h.tx.send(Msg::Stop);
+            }
+            stopping.extend(self.threads.remove(&name));
+        }
+        let until = Instant::now() + self.settings.stop.grace + Duration::from_secs(2);
+        while Instant::now() < until && stopping.iter().any(|t| !t.is_finished()) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for t in stopping {
+            if t.is_finished() {
+                let _ = t.join();
+            } else {
+                self.retired.push(t);
+            }
+        }
+    }
+
+    /// Apply what a reload changed outside the stream set: the mode label, the MediaMTX
+    /// poller, and a warning (in the log and in `status`) for settings that only take
+    /// effect at the next start, whose old values stay in force until then.
+    fn apply_reloaded(&mut self, old: &Settings) {
+        if let Ok(mut m) = self.info.mode.lock() {
+            *m = self.source.mode_label(&self.settings);
+        }
+        let new = &mut self.settings;
+        let mut fixed = Vec::new();
+        if new.paths.state_dir != old.paths.state_dir {
+            fixed.push(format!(
+                "paths.state_dir {} (lock, control socket, pid files)",
+                old.paths.state_dir.display()
+            ));
+            new.paths.state_dir = old.paths.state_dir.clone();
+        }
+        if new.paths.log_dir != old.paths.log_dir {
+            fixed.push(format!("paths.log_dir {}", old.paths.log_dir.display()));
+            new.paths.log_dir = old.paths.log_dir.clone();
+        }
+        if new.metrics.listen != old.metrics.listen {
+            fixed.push(format!(
+                "metrics.listen {}",
+                old.metrics.listen.as_deref().unwrap_or("(off)")
+            ));
+            new.metrics.listen = old.metrics.listen.clone();
+        }
+        let warnings: Vec<String> = fixed
+            .iter()
+            .map(|f| format!("reload: cannot change while running, keeps {f} until the next start"))
+            .collect();
+        for w in &warnings {
+            log::warn!("{w}");
+        }
+        if let Ok(mut w) = self.info.warnings.lock() {
+            *w = warnings;
+        }
+        if new.mediamtx != old.mediamtx
+            || new.health.unpublished_timeout != old.health.unpublished_timeout
+        {
+            self.poller_epoch.fetch_add(1, Ordering::SeqCst);
+            if let Ok(mut m) = self.info.mediamtx.lock() {
+                *m = MediamtxInfo {
+                    enabled: new.mediamtx.api,
+                    api_url: crate::util::redact_url(&new.mediamtx.api_url),
+                    ..MediamtxInfo::default()
+                };
+            }
+            // What the old poller saw says nothing about the new server.
+            let reg = self.registry.read().map(|r| r.clone()).unwrap_or_default();
+            for h in reg.values() {
+                let mut st = h.shared.lock().unwrap_or_else(|e| e.into_inner());
+                st.published = None;
+                st.mediamtx = None;
+                st.touch();
+            }
+            log::info!(
+                "MediaMTX settings changed: {}",
+                if new.mediamtx.api {
+                    "poller restarted with them"
+                } else {
+                    "API checks off"
+                }
+            );
+            if new.mediamtx.api {
+                self.start_poller();
+            }
+        }
+    }
+
     fn reload(&mut self) {
         match self.source.reload() {
             Ok(Some(settings)) => {
                 log::info!("configuration reloaded");
-                self.settings = settings;
-                self.rescan();
+                let old = std::mem::replace(&mut self.settings, settings);
+                self.apply_reloaded(&old);
+                self.sync(true);
             }
             Ok(None) => self.rescan(),
             Err(e) => log::error!("reload failed, keeping the running configuration: {e}"),
@@ -395,7 +531,7 @@ impl Supervisor {
             let _ = h.tx.send(Msg::Stop);
         }
         // Every wrapper stops its child in parallel (SIGINT, grace, SIGKILL) and reaps it.
-        for t in self.threads {
+        for t in self.threads.into_values().chain(self.retired) {
             let _ = t.join();
         }
         // A last textfile: a stopped supervisor must not leave "up 1" behind for scrapers.

@@ -5,6 +5,7 @@
 //! MediaMTX being unreachable is reported but never kills a child.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -97,10 +98,14 @@ impl Track {
     }
 }
 
-pub fn start(settings: &Settings, registry: Registry, info: Arc<Info>) {
+/// Start a poller with these settings. It ends by itself once `epoch` moves on from the
+/// value it had here: a reload that changes `[mediamtx]` bumps it and starts a new one.
+pub fn start(settings: &Settings, registry: Registry, info: Arc<Info>, epoch: Arc<AtomicU64>) {
     let client = Client::new(&settings.mediamtx);
     let poll = settings.mediamtx.poll;
     let limit = settings.health.unpublished_timeout;
+    let mine = epoch.load(Ordering::SeqCst);
+    let current = move || epoch.load(Ordering::SeqCst) == mine;
     let spawned = std::thread::Builder::new()
         .name("mediamtx".into())
         .spawn(move || {
@@ -111,6 +116,10 @@ pub fn start(settings: &Settings, registry: Registry, info: Arc<Info>) {
                     Ok(_) => client.list_paths(),
                     Err(e) => Err(e.clone()),
                 };
+                // Replaced while asking (a reload): the answer is for old settings.
+                if !current() {
+                    return;
+                }
                 if let Ok(mut m) = info.mediamtx.lock() {
                     match (&version, &listed) {
                         (Ok(v), Ok(_)) => {
@@ -181,6 +190,9 @@ pub fn start(settings: &Settings, registry: Registry, info: Arc<Info>) {
                     }
                 }
                 std::thread::sleep(poll);
+                if !current() {
+                    return;
+                }
             }
         });
     if let Err(e) = spawned {
