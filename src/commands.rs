@@ -149,6 +149,36 @@ pub fn run_supervisor(
     Ok(Exit::Ok)
 }
 
+/// The start-time checks that depend on the world rather than on files: devices (6) and
+/// MediaMTX (7). `restart` runs them before it stops anything (devices are looked at
+/// once: the running supervisor already holds them; MediaMTX is waited for as at start).
+fn restart_checks(settings: &Settings) -> Result<(), Error> {
+    if settings.startup.require_devices
+        && crate::devices::discover(&settings.paths.proc_asound, &settings.paths.dev_snd).is_empty()
+    {
+        return Err(Error::new(
+            Exit::NoDevices,
+            format!(
+                "no USB audio capture devices found in {} and {}: not restarting (the running supervisor is left alone)",
+                settings.paths.proc_asound.display(),
+                settings.paths.dev_snd.display()
+            ),
+        ));
+    }
+    if settings.mediamtx.api {
+        wait_for_mediamtx(settings).map_err(|e| {
+            Error::new(
+                e.exit,
+                format!(
+                    "{}: not restarting (the running supervisor is left alone)",
+                    e.message
+                ),
+            )
+        })?;
+    }
+    Ok(())
+}
+
 fn wait_for_mediamtx(settings: &Settings) -> Result<(), Error> {
     let client = Client::new(&settings.mediamtx);
     let until = Instant::now() + settings.startup.mediamtx_wait;
@@ -460,7 +490,8 @@ pub fn force_stop(global: &Global) -> Result<Exit, Error> {
 pub fn restart(global: &Global, streams: Vec<String>, timeout: Duration) -> Result<Exit, Error> {
     if streams.is_empty() {
         // Nothing is stopped unless the new supervisor could start.
-        preflight(global)?;
+        let (settings, _) = preflight(global)?;
+        restart_checks(&settings)?;
         stop(global, timeout)?;
         return start(global, false);
     }

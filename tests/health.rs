@@ -180,9 +180,14 @@ fn api_down_keeps_streams_running_and_monitor_exits_7() {
     s.wait_for("running and healthy", Duration::from_secs(5), healthy);
     let pid = pid_of(&s, "garden").expect("pid");
     mock.stop();
-    s.wait_for("API reported unreachable", Duration::from_secs(5), |s| {
-        s.status()
-            .is_some_and(|v| v["mediamtx"]["reachable"] == false)
+    // (A poll in flight when the mock stopped may end as "reset by peer" first.)
+    s.wait_for("API reported refused", Duration::from_secs(5), |s| {
+        s.status().is_some_and(|v| {
+            v["mediamtx"]["reachable"] == false
+                && v["mediamtx"]["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("connection refused"))
+        })
     });
     let status = s.status().expect("status");
     let err = status["mediamtx"]["error"].as_str().unwrap_or("");

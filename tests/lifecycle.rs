@@ -131,6 +131,42 @@ fn restart_with_missing_ffmpeg_or_bad_config_keeps_the_running_supervisor() {
     assert!(s.marked().is_empty());
 }
 
+/// The world-dependent start checks too: no devices (6) or MediaMTX unreachable (7) leave
+/// the running supervisor and its streams alone.
+#[test]
+fn restart_with_no_devices_or_mediamtx_down_keeps_the_running_supervisor() {
+    use common::mediamtx_mock::{MockMediamtx, Version};
+    let mut mock = MockMediamtx::start(Version::V1_20);
+    mock.set_path("garden", true);
+    mock.grow("garden", 4096);
+    let mut s = one_mic("run");
+    s.set("mediamtx", "api", "true")
+        .set("mediamtx", "api_url", &format!("{:?}", mock.url()))
+        .set("mediamtx", "poll", "\"100ms\"")
+        .set("startup", "mediamtx_wait", "\"500ms\"");
+    s.write_config();
+    s.start_foreground();
+    s.wait_for("garden running", Duration::from_secs(10), running);
+    let pid = s.supervisor_pid().expect("pid file");
+    let child_pid = s.stream("garden").unwrap()["pid"].as_u64();
+
+    mock.stop();
+    let out = s.run(&["restart"]);
+    assert_eq!(code(&out), 7, "{}", text(&out));
+    assert!(text(&out).contains("not restarting"), "{}", text(&out));
+    assert!(alive(pid), "the supervisor was stopped");
+    assert_eq!(s.stream("garden").unwrap()["pid"].as_u64(), child_pid);
+
+    s.set("mediamtx", "api", "false");
+    s.write_config();
+    s.host.remove_card(1);
+    let out = s.run(&["restart"]);
+    assert_eq!(code(&out), 6, "{}", text(&out));
+    assert!(text(&out).contains("not restarting"), "{}", text(&out));
+    assert!(alive(pid), "the supervisor was stopped");
+    assert_eq!(s.supervisor_pid(), Some(pid));
+}
+
 // ---- item 6: force-stop claims only the kills it did ----------------------------------
 
 /// Let "nobody" reach the config and the state dir (the socket stays 0600).

@@ -61,10 +61,20 @@ impl Drop for Guard {
     }
 }
 
-/// A free TCP port on 127.0.0.1 (the kernel picks; we release it for ffmpeg).
+/// A free TCP port on 127.0.0.1 (the kernel picks; we release it for ffmpeg). Never the
+/// same port twice in one test process: the kernel may hand a just-released port to the
+/// next caller before the first receiver has bound it.
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr").port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = l.local_addr().expect("local addr").port();
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Whether something LISTENs on 127.0.0.1:`port`, read from /proc/net/tcp so
