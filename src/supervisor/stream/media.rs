@@ -1,0 +1,182 @@
+//! The media side of a wrapper: which argv a run uses (recording or publish-only), tee leg
+//! failures, the recording ring and view, and restoring publishing when the RTSP server
+//! answers again (docs/recording.md).
+
+use std::time::{Duration, Instant};
+
+use super::Wrapper;
+use crate::child::ChildSpec;
+use crate::recording;
+
+/// Media side of one child run: recording legs, levels, publishing restore.
+pub(super) struct MediaRun {
+    /// The recording leg is writing (the directory was writable and no failure since).
+    pub(super) rec_alive: bool,
+    pub(super) rec_error: Option<String>,
+    /// Since when our RTSP leg is down.
+    pub(super) rtsp_down: Option<Instant>,
+    pub(super) next_probe: Instant,
+    pub(super) next_sweep: Instant,
+}
+
+impl Wrapper {
+    /// Which argv this run uses (recording when its directory takes a write, else the
+    /// publish-only fallback) and the run's media bookkeeping.
+    pub(super) fn media_start(&mut self) -> (ChildSpec, MediaRun) {
+        let now = Instant::now();
+        let mut m = MediaRun {
+            rec_alive: false,
+            rec_error: None,
+            rtsp_down: None,
+            next_probe: now,
+            next_sweep: now + Duration::from_secs(1),
+        };
+        let Some(r) = self.cfg.recording.clone() else {
+            self.with(|s| s.recording = None);
+            return (self.cfg.child.clone(), m);
+        };
+        let spec = match recording::check_writable(&r.plan.dir) {
+            Ok(()) => {
+                wait_for_fresh_name(&r.plan);
+                m.rec_alive = true;
+                self.cfg.child.clone()
+            }
+            Err(e) => {
+                log::warn!(
+                    "{}: recording off for this run, streaming only: {e}",
+                    self.cfg.name
+                );
+                m.rec_error = Some(e);
+                r.fallback.clone()
+            }
+        };
+        let mut view = r.plan.sweep(false);
+        view.error = m.rec_error.clone();
+        self.with(|s| {
+            view.last_gap_s = s.recording.as_ref().and_then(|v| v.last_gap_s);
+            s.recording = Some(view);
+        });
+        (spec, m)
+    }
+
+    /// A tee leg gave up. RTSP: keep the child (it records), mark not publishing, and
+    /// start probing the server. Recording: report it; streaming goes on untouched.
+    pub(super) fn leg_failed(&mut self, m: &mut MediaRun, leg: usize, why: String) {
+        if self.cfg.recording.is_none() {
+            return;
+        }
+        let name = &self.cfg.name;
+        let now = Instant::now();
+        match leg {
+            0 if m.rtsp_down.is_none() => {
+                log::warn!("{name}: RTSP leg failed ({why}); recording continues");
+                m.rtsp_down = Some(now);
+                m.next_probe = now + self.probe_interval();
+                self.with(|s| {
+                    s.publishing = false;
+                    s.touch();
+                });
+            }
+            1 => {
+                let e = format!("recording stopped: {why}");
+                log::warn!("{name}: {e}; streaming continues");
+                m.rec_alive = false;
+                m.rec_error = Some(e.clone());
+                self.with(|s| {
+                    if let Some(v) = s.recording.as_mut() {
+                        v.error = Some(e);
+                    }
+                    s.touch();
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// The probe interval doubles (1 s .. 64 s) while restores keep failing at once.
+    fn probe_interval(&self) -> Duration {
+        Duration::from_secs(1 << self.restore_attempts.min(6))
+    }
+
+    /// Once a second: keep the ring within bounds and refresh the view. While the RTSP leg
+    /// is down and the recording runs, probe the server; `Some(reason)` = restart now.
+    pub(super) fn media_tick(&mut self, m: &mut MediaRun, now: Instant) -> Option<String> {
+        let r = self.cfg.recording.clone()?;
+        if now >= m.next_sweep {
+            m.next_sweep = now + Duration::from_secs(1);
+            let mut v = r.plan.sweep(m.rec_alive);
+            if v.error.is_none() {
+                v.error = m.rec_error.clone();
+            }
+            self.with(|s| {
+                v.last_gap_s = s.recording.as_ref().and_then(|x| x.last_gap_s);
+                s.recording = Some(v);
+                s.touch();
+            });
+        }
+        if m.rtsp_down.is_some() && m.rec_alive && now >= m.next_probe {
+            m.next_probe = now + self.probe_interval();
+            let addr = r.rtsp_addr.as_deref()?;
+            if reachable(addr) {
+                self.restore_attempts = self.restore_attempts.saturating_add(1);
+                return Some(format!(
+                    "publishing restore: {addr} answers again (restart at once, recording gap measured)"
+                ));
+            }
+        }
+        None
+    }
+
+    /// First progress after a restore: audio started `out_time` ago; the gap is from the
+    /// old child's SIGINT to then.
+    pub(super) fn measure_gap(&mut self, now: Instant, out_time_us: Option<i64>) {
+        let Some(from) = self.gap_from.take() else {
+            return;
+        };
+        let captured = Duration::from_micros(out_time_us.unwrap_or(0).max(0) as u64);
+        let start = now.checked_sub(captured).unwrap_or(now);
+        let gap = start.saturating_duration_since(from).as_secs_f64();
+        log::info!(
+            "{}: child restarted; recording gap about {gap:.2}s",
+            self.cfg.name
+        );
+        self.with(|s| {
+            if let Some(v) = s.recording.as_mut() {
+                v.last_gap_s = Some(gap);
+            }
+        });
+    }
+}
+
+/// Segment names have one-second resolution: a child started in the same second as the
+/// newest segment would overwrite it, so wait for the next second (at most ~1 s).
+pub(super) fn wait_for_fresh_name(plan: &recording::Plan) {
+    let newest = plan
+        .list()
+        .ok()
+        .and_then(|l| l.last().map(|s| s.name.clone()));
+    let Some(newest) = newest else { return };
+    let end = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < end
+        && newest
+            == format!(
+                "{}-{}.{}",
+                plan.stream,
+                recording::local_stamp_now(),
+                plan.ext
+            )
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether a TCP connection to `addr` opens within 500 ms.
+fn reachable(addr: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    let Ok(addrs) = addr.to_socket_addrs() else {
+        return false;
+    };
+    addrs
+        .take(2)
+        .any(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_millis(500)).is_ok())
+}

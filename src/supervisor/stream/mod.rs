@@ -1,0 +1,529 @@
+//! One wrapper thread per stream: owns one ffmpeg child at a time and runs the stream's
+//! state machine (SPEC §7):
+//!
+//! ```text
+//! waiting-for-device ──device──▶ starting ──progress──▶ running
+//!        ▲                          │  ▲                   │
+//!        └──────device gone─────────┤  └──backoff delay────┤ exit / stall / start timeout /
+//!                                   ▼                      ▼ not published
+//!                                backoff ◀─────────────────┘ (failed after max_failures)
+//! ```
+//!
+//! How a child's death reaches the wrapper: a waiter thread blocks in `wait()` and sends
+//! `Msg::Exited` on the wrapper's channel at once; the wrapper never polls the process.
+//! Its own loop wakes at least every 100 ms to check the stall and start timers.
+//!
+//! Files: this one holds the wrapper's loop and its policy (exits, unplug, backoff);
+//! `shared.rs` the live view others read; `media.rs` recording and publishing restore;
+//! `readers.rs` the threads that read the child's pipes; `exits.rs` what an exit means
+//! (a failure to count, or an unplug).
+
+mod exits;
+mod media;
+mod readers;
+mod shared;
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::ExitStatus;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use crate::child::{self, ChildSpec};
+use crate::config::{Backoff, Health};
+use crate::ffmpeg::progress::Progress;
+use crate::logs::RotatingLog;
+use crate::recording;
+use crate::status::{DeviceView, LevelView};
+use crate::supervisor::backoff;
+use readers::{read_progress, read_stderr, redact_args, spawn_named, Wants};
+pub use shared::{Shared, State};
+
+/// Everything a wrapper needs to run its stream; compared on reload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamConfig {
+    pub name: String,
+    pub child: ChildSpec,
+    pub device: DeviceView,
+    pub alsa_device: String,
+    pub display_url: String,
+    pub notes: Vec<String>,
+    pub backoff: Backoff,
+    pub health: Health,
+    pub grace: Duration,
+    pub log_path: PathBuf,
+    pub log_max: u64,
+    pub log_keep: u32,
+    pub state_dir: PathBuf,
+    /// Local recording through the tee muxer (docs/recording.md); `None`: off.
+    pub recording: Option<RecordSetup>,
+    /// The cards to look at after an unexpected exit, before it counts as a failure.
+    pub presence: crate::devices::Presence,
+}
+
+/// How a recording stream runs: `child` (in `StreamConfig`) has the tee with both legs;
+/// `fallback` publishes only, for when the directory cannot be written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordSetup {
+    pub plan: recording::Plan,
+    pub fallback: ChildSpec,
+    /// `host:port` of the RTSP server, probed while the RTSP leg is down.
+    pub rtsp_addr: Option<String>,
+}
+
+/// Messages to a wrapper: from its child's helper threads (tagged with the child's
+/// generation so a late message from an old child is ignored) and from the supervisor.
+pub enum Msg {
+    Progress(u64, Progress),
+    Silence(u64, bool),
+    /// Peak and RMS dBFS over the last second (astats).
+    Level(u64, f64, f64),
+    /// A tee leg failed: 0 RTSP, 1 recording; with ffmpeg's reason.
+    Leg(u64, usize, String),
+    Exited(u64, ExitStatus, Vec<String>),
+    /// Shut down: stop the child gracefully, then end the thread.
+    Stop,
+    /// `restart NAME`: graceful restart, backoff reset.
+    Restart,
+    DeviceGone,
+    DeviceBack(Box<StreamConfig>),
+    /// Reload / rescan: restart only if what we would run changed.
+    Update(Box<StreamConfig>),
+    /// A health check (MediaMTX) wants the child restarted as a failure.
+    Kill(String),
+}
+
+/// How the current child is being ended, if we are ending it.
+struct Ending {
+    /// We asked for it (stop, restart, reload, device gone): not a failure.
+    initiated: bool,
+    reason: String,
+    /// When to escalate SIGINT to SIGKILL.
+    kill_at: Option<Instant>,
+    then: Next,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Next {
+    Exit,
+    Wait,
+    StartNow,
+    Backoff,
+}
+
+pub struct Wrapper {
+    cfg: StreamConfig,
+    rx: Receiver<Msg>,
+    tx: Sender<Msg>,
+    shared: Arc<Mutex<Shared>>,
+    generation: u64,
+    /// When the last child was stopped to bring publishing back (the recording gap starts).
+    gap_from: Option<Instant>,
+    /// Publishing restores in a row whose new RTSP leg failed again soon (probe backoff).
+    restore_attempts: u32,
+    /// The failure count before the last counted exit, and when: taken back when the
+    /// rescan reports the device gone right after (SPEC §7 Unplug).
+    last_count: Option<(u32, Instant)>,
+}
+
+const TICK: Duration = Duration::from_millis(100);
+
+impl Wrapper {
+    pub fn new(
+        cfg: StreamConfig,
+        rx: Receiver<Msg>,
+        tx: Sender<Msg>,
+        shared: Arc<Mutex<Shared>>,
+    ) -> Wrapper {
+        Wrapper {
+            cfg,
+            rx,
+            tx,
+            shared,
+            generation: 0,
+            gap_from: None,
+            restore_attempts: 0,
+            last_count: None,
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Shared) -> R) -> R {
+        let mut g = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut g)
+    }
+
+    /// The thread body. Returns when told to stop, after its child is reaped.
+    pub fn run(mut self, present: bool) {
+        let mut next = if present { Next::StartNow } else { Next::Wait };
+        loop {
+            next = match next {
+                Next::Exit => break,
+                Next::StartNow => self.run_child(),
+                Next::Wait => self.wait_for_device(),
+                Next::Backoff => self.backoff(),
+            };
+        }
+        self.with(|s| {
+            s.set_state(State::Stopped);
+            s.next_retry_at = None;
+        });
+    }
+
+    fn wait_for_device(&mut self) -> Next {
+        self.with(|s| {
+            s.set_state(State::WaitingForDevice);
+            s.next_retry_at = None;
+            s.progress = None;
+        });
+        loop {
+            match self.rx.recv() {
+                Err(_) | Ok(Msg::Stop) => return Next::Exit,
+                Ok(Msg::DeviceBack(cfg)) | Ok(Msg::Update(cfg)) => {
+                    self.apply_cfg(*cfg);
+                    return Next::StartNow;
+                }
+                Ok(Msg::Restart) => self.with(|s| s.consecutive_failures = 0),
+                Ok(_) => {}
+            }
+        }
+    }
+
+    fn apply_cfg(&mut self, cfg: StreamConfig) {
+        self.with(|s| {
+            s.device = cfg.device.clone();
+            s.alsa_device = cfg.alsa_device.clone();
+            s.url = cfg.display_url.clone();
+            s.notes = cfg.notes.clone();
+        });
+        self.cfg = cfg;
+    }
+
+    fn backoff(&mut self) -> Next {
+        let failures = self.with(|s| s.consecutive_failures);
+        let delay = backoff::next_delay(&self.cfg.backoff, failures);
+        let failed = backoff::is_failed(&self.cfg.backoff, failures);
+        let until = Instant::now() + delay;
+        self.with(|s| {
+            s.set_state(if failed {
+                State::Failed
+            } else {
+                State::Backoff
+            });
+            s.next_retry_at = Some(until);
+            s.pid = None;
+        });
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Next::StartNow;
+            }
+            match self.rx.recv_timeout(left) {
+                Err(RecvTimeoutError::Timeout) => return Next::StartNow,
+                Err(RecvTimeoutError::Disconnected) | Ok(Msg::Stop) => return Next::Exit,
+                Ok(Msg::Restart) => {
+                    self.with(|s| s.consecutive_failures = 0);
+                    return Next::StartNow;
+                }
+                Ok(Msg::DeviceGone) => {
+                    self.forgive_unplug();
+                    return Next::Wait;
+                }
+                Ok(Msg::Update(cfg)) | Ok(Msg::DeviceBack(cfg)) => self.apply_cfg(*cfg),
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Spawn one child and supervise it until it is gone; say what comes next.
+    fn run_child(&mut self) -> Next {
+        self.generation += 1;
+        let gen = self.generation;
+        let name = self.cfg.name.clone();
+        let (spec, mut media) = self.media_start();
+        let spawned_at = Instant::now();
+        let header = format!(
+            "=== {} starting: {} {}",
+            crate::util::rfc3339(crate::util::unix_now()),
+            self.cfg.child.program.display(),
+            redact_args(&spec.args)
+        );
+        let mut proc = match child::spawn(&spec, &name, &self.cfg.state_dir) {
+            Ok(c) => c,
+            Err(e) => {
+                let reason = format!(
+                    "cannot start {}: {}",
+                    self.cfg.child.program.display(),
+                    crate::util::io_reason(&e)
+                );
+                log::error!("{name}: {reason}");
+                self.record_failure(None, reason);
+                return Next::Backoff;
+            }
+        };
+        let pid = proc.id();
+        log::info!("{name}: started ffmpeg pid {pid}");
+        let pid_file = self
+            .cfg
+            .state_dir
+            .join("streams")
+            .join(format!("{name}.pid"));
+        let _ = std::fs::write(&pid_file, format!("{pid}\n"));
+        self.with(|s| {
+            if s.generation > 0 {
+                s.restarts += 1;
+            }
+            s.generation = gen;
+            s.pid = Some(pid);
+            s.started_at = Some(spawned_at);
+            s.running_since = None;
+            s.progress = None;
+            s.silent = false;
+            s.slow = false;
+            s.published = None;
+            s.mediamtx = None;
+            s.next_retry_at = None;
+            s.publishing = true;
+            s.level = None;
+            s.set_state(State::Starting);
+        });
+
+        // Helper threads: progress from stdout, log + tail from stderr, and the waiter.
+        let stdout = proc.stdout.take();
+        let stderr = proc.stderr.take();
+        let tx = self.tx.clone();
+        if let Some(out) = stdout {
+            spawn_named(format!("{name}-progress"), move || {
+                read_progress(out, gen, tx)
+            });
+        }
+        let (tail_tx, tail_rx) = mpsc::channel::<Vec<String>>();
+        let log = RotatingLog::open(&self.cfg.log_path, self.cfg.log_max, self.cfg.log_keep);
+        let tx = self.tx.clone();
+        let want = Wants {
+            silence: self.cfg.health.silence_db.is_some(),
+            levels: self.cfg.health.levels,
+        };
+        if let Some(err) = stderr {
+            let name2 = name.clone();
+            spawn_named(format!("{name}-stderr"), move || {
+                let tail = read_stderr(err, gen, tx, log.ok(), header, want, &name2);
+                let _ = tail_tx.send(tail);
+            });
+        }
+        let tx = self.tx.clone();
+        spawn_named(format!("{name}-wait"), move || {
+            let status = proc.wait();
+            // Anything ffmpeg forked dies with it; its inherited pipes then close, so the
+            // stderr reader reaches EOF at once instead of when the last straggler exits.
+            child::signal_group(pid, Signal::SIGKILL);
+            // Give the stderr reader a moment to drain ffmpeg's last words (the reason).
+            let tail = tail_rx
+                .recv_timeout(Duration::from_millis(300))
+                .unwrap_or_default();
+            let status = status.unwrap_or_else(|_| ExitStatus::from_raw(0));
+            let _ = tx.send(Msg::Exited(gen, status, tail));
+        });
+
+        let mut ending: Option<Ending> = None;
+        let mut last_out: Option<i64> = None;
+        let mut last_advance = spawned_at;
+        let mut got_progress = false;
+        let mut pending_cfg: Option<StreamConfig> = None;
+
+        loop {
+            let msg = self.rx.recv_timeout(TICK);
+            let now = Instant::now();
+            match msg {
+                Ok(Msg::Progress(g, p)) if g == gen => {
+                    if let Some(t) = p.out_time_us {
+                        if last_out.is_none_or(|l| t > l) {
+                            last_out = Some(t);
+                            last_advance = now;
+                        }
+                    }
+                    let first = !got_progress;
+                    got_progress = true;
+                    if first {
+                        last_advance = now;
+                        self.measure_gap(now, p.out_time_us);
+                    }
+                    if media.rtsp_down.is_none()
+                        && now.duration_since(spawned_at) >= Duration::from_secs(10)
+                    {
+                        self.restore_attempts = 0;
+                    }
+                    let stable_after = self.cfg.backoff.stable_after;
+                    self.with(|s| {
+                        s.slow = p.speed.is_some_and(|v| v < 0.8) && !first;
+                        s.progress = Some(p);
+                        if s.state == State::Starting && ending.is_none() {
+                            s.running_since = Some(now);
+                            s.settled = true;
+                            s.set_state(State::Running);
+                        }
+                        if let Some(since) = s.running_since {
+                            if s.consecutive_failures > 0
+                                && now.duration_since(since) >= stable_after
+                            {
+                                s.consecutive_failures = 0;
+                            }
+                        }
+                        s.touch();
+                    });
+                }
+                Ok(Msg::Silence(g, silent)) if g == gen => self.with(|s| {
+                    s.silent = silent;
+                    s.touch();
+                }),
+                Ok(Msg::Exited(g, status, tail)) if g == gen => {
+                    // Reap anything ffmpeg forked: the group may outlive its leader.
+                    child::signal_group(pid, Signal::SIGKILL);
+                    let _ = std::fs::remove_file(&pid_file);
+                    media.rec_alive = false;
+                    media.next_sweep = Instant::now();
+                    // No child, no level: a stale reading would look live.
+                    self.with(|s| s.level = None);
+                    let _ = self.media_tick(&mut media, Instant::now());
+                    return self.after_exit(status, tail, ending, pending_cfg, spawned_at);
+                }
+                Ok(Msg::Level(g, peak, rms)) if g == gen => {
+                    self.with(|s| {
+                        s.level = Some(LevelView {
+                            peak_db: Some(peak).filter(|v| v.is_finite()),
+                            rms_db: Some(rms).filter(|v| v.is_finite()),
+                            at: crate::util::rfc3339(crate::util::unix_now()),
+                        })
+                    });
+                }
+                Ok(Msg::Leg(g, leg, why)) if g == gen => self.leg_failed(&mut media, leg, why),
+                Ok(Msg::Progress(..))
+                | Ok(Msg::Silence(..))
+                | Ok(Msg::Exited(..))
+                | Ok(Msg::Level(..))
+                | Ok(Msg::Leg(..)) => {}
+                Ok(Msg::Stop) => {
+                    self.end(&mut ending, pid, true, "stopped".into(), Next::Exit, true);
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.end(&mut ending, pid, true, "stopped".into(), Next::Exit, true);
+                }
+                Ok(Msg::Restart) => {
+                    self.with(|s| s.consecutive_failures = 0);
+                    self.end(
+                        &mut ending,
+                        pid,
+                        true,
+                        "restarted on request".into(),
+                        Next::StartNow,
+                        true,
+                    );
+                }
+                Ok(Msg::DeviceGone) => {
+                    self.end(
+                        &mut ending,
+                        pid,
+                        true,
+                        "device removed".into(),
+                        Next::Wait,
+                        true,
+                    );
+                }
+                Ok(Msg::Update(cfg)) | Ok(Msg::DeviceBack(cfg)) => {
+                    if cfg.child != self.cfg.child {
+                        pending_cfg = Some(*cfg);
+                        self.end(
+                            &mut ending,
+                            pid,
+                            true,
+                            "settings changed".into(),
+                            Next::StartNow,
+                            true,
+                        );
+                    } else {
+                        self.apply_cfg(*cfg);
+                    }
+                }
+                Ok(Msg::Kill(reason)) => {
+                    if media.rec_alive {
+                        // A backoff would stop the recording too: restart at once instead.
+                        self.gap_from = Some(Instant::now());
+                        let reason = format!("{reason}; restarting at once to keep recording");
+                        self.end(&mut ending, pid, true, reason, Next::StartNow, true);
+                    } else {
+                        self.end(&mut ending, pid, false, reason, Next::Backoff, true);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            // Timers: escalate a graceful stop, catch a child that never starts or stalls.
+            let now = Instant::now();
+            if let Some(e) = ending.as_mut() {
+                if e.kill_at.is_some_and(|t| now >= t) {
+                    log::warn!(
+                        "{name}: pid {pid} ignored SIGINT for {:?}; SIGKILL",
+                        self.cfg.grace
+                    );
+                    child::signal_group(pid, Signal::SIGKILL);
+                    e.kill_at = None;
+                }
+                continue;
+            }
+            if let Some(reason) = self.media_tick(&mut media, now) {
+                self.gap_from = Some(now);
+                self.end(&mut ending, pid, true, reason, Next::StartNow, true);
+                continue;
+            }
+            let h = &self.cfg.health;
+            if !got_progress && now.duration_since(spawned_at) >= h.start_timeout {
+                let reason = format!(
+                    "start timeout: no progress within {}",
+                    crate::config::fmt_duration(h.start_timeout)
+                );
+                self.end(&mut ending, pid, false, reason, Next::Backoff, false);
+            } else if got_progress && now.duration_since(last_advance) >= h.stall_timeout {
+                let reason = format!(
+                    "stalled: no progress for {}",
+                    crate::config::fmt_duration(h.stall_timeout)
+                );
+                self.end(&mut ending, pid, false, reason, Next::Backoff, false);
+            }
+        }
+    }
+
+    /// Begin ending the child: SIGINT with a grace period, or SIGKILL at once for a
+    /// child that is hung (it would not answer SIGINT anyway).
+    fn end(
+        &mut self,
+        ending: &mut Option<Ending>,
+        pid: u32,
+        initiated: bool,
+        reason: String,
+        then: Next,
+        graceful: bool,
+    ) {
+        if let Some(e) = ending.as_mut() {
+            // Already ending: a stop overrides what comes next, nothing else does.
+            if then == Next::Exit {
+                e.then = Next::Exit;
+                e.initiated = true;
+            }
+            return;
+        }
+        log::info!("{}: ending pid {pid}: {reason}", self.cfg.name);
+        self.with(|s| s.set_state(State::Stopping));
+        if graceful {
+            child::signal_group(pid, Signal::SIGINT);
+        } else {
+            child::signal_group(pid, Signal::SIGKILL);
+        }
+        *ending = Some(Ending {
+            initiated,
+            reason,
+            kill_at: graceful.then(|| Instant::now() + self.cfg.grace),
+            then,
+        });
+    }
+}
