@@ -126,6 +126,7 @@ pub fn run_supervisor(
     }
     sup.prepare()?;
     crate::metrics_out::serve(&settings, sup.registry(), sup.info())?;
+    sup.on_snapshot(Box::new(crate::metrics_out::write));
     sup.launch();
     log::info!(
         "supervisor started (pid {}), {found} stream(s)",

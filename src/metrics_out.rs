@@ -169,13 +169,11 @@ pub fn render(s: &Snapshot) -> String {
     e.render()
 }
 
-/// Render now; write the textfile if configured. Called every poll by the main loop.
-pub fn write(settings: &Settings, registry: &Registry, info: &Info) {
-    if settings.metrics.textfile.is_none() && settings.metrics.listen.is_none() {
-        return;
-    }
-    let text = render(&snapshot(registry, info));
+/// Write the textfile if configured; the supervisor's `Reporter` (every poll, and after
+/// the stop).
+pub fn write(settings: &Settings, snap: &Snapshot) {
     if let Some(path) = &settings.metrics.textfile {
+        let text = render(snap);
         if let Err(e) = crate::metrics::write_textfile(path, &text) {
             log::warn!(
                 "cannot write metrics to {}: {}",

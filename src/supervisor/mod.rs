@@ -89,8 +89,14 @@ pub fn snapshot(registry: &Registry, info: &Info) -> Snapshot {
     }
 }
 
+/// Receives a snapshot every `mediamtx.poll` and once more after the stop; the caller
+/// wires it (the metrics textfile), so the supervisor hands snapshots out and depends on
+/// no consumer.
+pub type Reporter = Box<dyn FnMut(&Settings, &Snapshot) + Send>;
+
 pub struct Supervisor {
     settings: Settings,
+    reporter: Option<Reporter>,
     source: Box<dyn StreamSource>,
     registry: Registry,
     info: Arc<Info>,
@@ -122,6 +128,7 @@ impl Supervisor {
         });
         Supervisor {
             settings,
+            reporter: None,
             source,
             registry: Arc::new(RwLock::new(BTreeMap::new())),
             info,
@@ -132,6 +139,17 @@ impl Supervisor {
             events,
             events_tx,
             last_status_line: String::new(),
+        }
+    }
+
+    /// Hand every periodic snapshot to `r` (see `Reporter`).
+    pub fn on_snapshot(&mut self, r: Reporter) {
+        self.reporter = Some(r);
+    }
+
+    fn report(&mut self) {
+        if let Some(r) = self.reporter.as_mut() {
+            r(&self.settings, &snapshot(&self.registry, &self.info));
         }
     }
 
@@ -505,7 +523,7 @@ impl Supervisor {
                 }
             }
             if now >= next_metrics {
-                crate::metrics_out::write(&self.settings, &self.registry, &self.info);
+                self.report();
                 next_metrics = now + self.settings.mediamtx.poll;
             }
             self.update_status_line();
@@ -524,18 +542,20 @@ impl Supervisor {
         }
     }
 
-    fn shutdown(self) {
+    fn shutdown(mut self) {
         notify::notify("STOPPING=1");
         let reg = self.registry.read().map(|r| r.clone()).unwrap_or_default();
         for h in reg.values() {
             let _ = h.tx.send(Msg::Stop);
         }
         // Every wrapper stops its child in parallel (SIGINT, grace, SIGKILL) and reaps it.
-        for t in self.threads.into_values().chain(self.retired) {
+        let threads = std::mem::take(&mut self.threads);
+        let retired = std::mem::take(&mut self.retired);
+        for t in threads.into_values().chain(retired) {
             let _ = t.join();
         }
         // A last textfile: a stopped supervisor must not leave "up 1" behind for scrapers.
-        crate::metrics_out::write(&self.settings, &self.registry, &self.info);
+        self.report();
         let _ = std::fs::remove_file(control::socket_path(&self.settings.paths.state_dir));
         log::info!("all streams stopped");
     }
