@@ -10,8 +10,7 @@ use std::time::Duration;
 use crate::config::params::Codec;
 use crate::status::RecordingView;
 
-/// The `format` values `[recording]` accepts.
-pub const FORMATS: &[&str] = &["ogg", "ts", "m4a", "mp3", "aiff", "mkv"];
+pub use crate::config::RECORDING_FORMATS as FORMATS;
 
 /// `format` → (ffmpeg muxer, file extension).
 pub fn container(format: &str) -> Option<(&'static str, &'static str)> {

@@ -287,12 +287,12 @@ impl Read<'_, '_> {
 
 /// A recording container: an ffmpeg muxer / file extension name such as `ogg` or `mka`.
 fn check_format(f: &str) -> Result<String, String> {
-    if crate::recording::FORMATS.contains(&f) {
+    if super::RECORDING_FORMATS.contains(&f) {
         Ok(f.to_string())
     } else {
         Err(format!(
             "expected one of {}",
-            crate::recording::FORMATS.join(", ")
+            super::RECORDING_FORMATS.join(", ")
         ))
     }
 }

@@ -129,6 +129,10 @@ pub struct Logs {
     pub keep: u32,
 }
 
+/// The `[recording] format` values accepted: the containers `recording::container` can
+/// write (config owns the list so that it depends on nothing downstream).
+pub const RECORDING_FORMATS: &[&str] = &["ogg", "ts", "m4a", "mp3", "aiff", "mkv"];
+
 /// `[recording]`: segments of every stream written to disk.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recording {
