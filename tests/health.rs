@@ -36,9 +36,7 @@ fn exit_reason(s: &Sup, name: &str) -> String {
 
 /// One USB mic "garden" with the fake in `mode` and the API switched on at `api_url`.
 fn api_sup(api_url: &str, mode: &str) -> Sup {
-    let mut s = Sup::new();
-    s.usb(1, "garden");
-    s.set_mode(mode);
+    let mut s = Sup::mics(&[(1, "garden")], mode);
     s.set("mediamtx", "api", "true")
         .set("mediamtx", "api_url", &format!("{api_url:?}"))
         .set("mediamtx", "poll", "\"100ms\"")
@@ -136,8 +134,7 @@ fn unpublished_stream_is_restarted_as_not_published() {
 fn growing_counter_stays_frozen_counter_restarts() {
     let mock = publishing_mock();
     let mut s = api_sup(&mock.url(), "run");
-    s.start_foreground();
-    s.wait_for("running and healthy", Duration::from_secs(5), healthy);
+    s.start_healthy(1);
     let pid = pid_of(&s, "garden").expect("pid");
     // Several unpublished_timeouts later: same child, still healthy, MediaMTX's view shown.
     std::thread::sleep(Duration::from_millis(1500));
@@ -176,8 +173,7 @@ fn growing_counter_stays_frozen_counter_restarts() {
 fn api_down_keeps_streams_running_and_monitor_exits_7() {
     let mut mock = publishing_mock();
     let mut s = api_sup(&mock.url(), "run");
-    s.start_foreground();
-    s.wait_for("running and healthy", Duration::from_secs(5), healthy);
+    s.start_healthy(1);
     let pid = pid_of(&s, "garden").expect("pid");
     mock.stop();
     // (A poll in flight when the mock stopped may end as "reset by peer" first.)
@@ -283,9 +279,7 @@ fn monitor_exits_2_when_supervisor_is_not_running_and_cron_restarts_it() {
 
 #[test]
 fn failed_stream_gives_10_past_grace_and_cron_only_logs() {
-    let mut s = Sup::new();
-    s.usb(1, "garden");
-    s.set_mode("crash");
+    let mut s = Sup::mics(&[(1, "garden")], "crash");
     s.set("backoff", "max_failures", "2")
         .set("backoff", "failed_retry", "\"10s\"");
     s.write_config();
@@ -329,9 +323,7 @@ fn failed_stream_gives_10_past_grace_and_cron_only_logs() {
 /// reported on every call until a run lasts `backoff.stable_after` (issue 8.1).
 #[test]
 fn crash_looper_is_reported_on_every_call_even_inside_grace() {
-    let mut s = Sup::new();
-    s.usb(1, "garden");
-    s.set_mode("crash");
+    let mut s = Sup::mics(&[(1, "garden")], "crash");
     // Each run lasts about 0.6 s (6 progress blocks) before it crashes.
     s.env.push(("FAKE_FFMPEG_BLOCKS".into(), "6".into()));
     s.set("monitor", "grace", "\"30s\"")
@@ -372,9 +364,7 @@ fn crash_looper_is_reported_on_every_call_even_inside_grace() {
 /// 10 on every call through it, with the default-shaped ratio of retry to grace.
 #[test]
 fn failed_stream_retry_never_hides_it_from_monitor() {
-    let mut s = Sup::new();
-    s.usb(1, "garden");
-    s.set_mode("crash");
+    let mut s = Sup::mics(&[(1, "garden")], "crash");
     s.set("backoff", "max_failures", "2")
         .set("backoff", "failed_retry", "\"500ms\"")
         .set("backoff", "stable_after", "\"10s\"");
@@ -404,11 +394,7 @@ fn failed_stream_retry_never_hides_it_from_monitor() {
 
 #[test]
 fn healthy_supervisor_gives_0_and_cron_does_nothing() {
-    let mut s = Sup::new();
-    s.usb(1, "garden");
-    s.usb(2, "studio");
-    s.set_mode("run");
-    s.write_config();
+    let mut s = Sup::mics(&[(1, "garden"), (2, "studio")], "run");
     s.start_foreground();
     s.wait_for("both running", Duration::from_secs(5), |s| {
         s.status().is_some_and(|v| {
@@ -450,12 +436,8 @@ impl Drop for Resume {
 
 #[test]
 fn hung_supervisor_gives_2_after_about_2s() {
-    let mut s = Sup::new();
-    s.usb(1, "garden");
-    s.set_mode("run");
-    s.write_config();
-    s.start_foreground();
-    s.wait_for("running", Duration::from_secs(5), healthy);
+    let mut s = Sup::mics(&[(1, "garden")], "run");
+    s.start_healthy(1);
     let sup = s.supervisor_pid().expect("supervisor pid");
     kill(sup, libc::SIGSTOP);
     let _resume = Resume(sup);
@@ -472,15 +454,12 @@ fn hung_supervisor_gives_2_after_about_2s() {
 
 #[test]
 fn resource_thresholds_apply_to_the_live_processes() {
-    let mut s = Sup::new();
-    s.usb(1, "garden");
-    s.set_mode("run");
+    let mut s = Sup::mics(&[(1, "garden")], "run");
     // Every process has more than 3 open descriptors (stdin/out/err + more).
     s.set("monitor", "fd_warn", "2")
         .set("monitor", "fd_critical", "3");
     s.write_config();
-    s.start_foreground();
-    s.wait_for("running", Duration::from_secs(5), healthy);
+    s.start_healthy(1);
     let (code, v) = monitor(&s);
     assert_eq!(code, 2, "{v}");
     let sup = s.supervisor_pid().unwrap();
@@ -515,12 +494,8 @@ impl Drop for Guard {
 
 #[test]
 fn orphan_with_our_marker_is_critical() {
-    let mut s = Sup::new();
-    s.usb(1, "garden");
-    s.set_mode("run");
-    s.write_config();
-    s.start_foreground();
-    s.wait_for("running", Duration::from_secs(5), healthy);
+    let mut s = Sup::mics(&[(1, "garden")], "run");
+    s.start_healthy(1);
     s.wait_for("proven past monitor.grace", Duration::from_secs(10), proven);
     let (code, v) = monitor(&s);
     assert_eq!(code, 0, "own children are not orphans: {v}");
@@ -593,12 +568,8 @@ fn short_lived_grandchildren_are_not_orphans() {
 
 #[test]
 fn no_devices_gives_6() {
-    let mut s = Sup::new();
-    s.usb(1, "garden");
-    s.set_mode("run");
-    s.write_config();
-    s.start_foreground();
-    s.wait_for("running", Duration::from_secs(5), healthy);
+    let mut s = Sup::mics(&[(1, "garden")], "run");
+    s.start_healthy(1);
     s.host.remove_card(1);
     s.wait_for("waiting for its device", Duration::from_secs(5), |s| {
         field(s, "garden", "state") == "waiting-for-device"
@@ -634,8 +605,7 @@ fn older_mediamtx_v1_9_shapes_are_understood() {
     mock.set_path("garden", true);
     mock.grow("garden", 4096);
     let mut s = api_sup(&mock.url(), "run");
-    s.start_foreground();
-    s.wait_for("running and healthy", Duration::from_secs(5), healthy);
+    s.start_healthy(1);
     let pid = pid_of(&s, "garden");
     std::thread::sleep(Duration::from_millis(1000));
     let st = s.stream("garden").expect("garden");
@@ -756,9 +726,7 @@ fn metrics_textfile_and_endpoint_show_the_families() {
 
 #[test]
 fn metrics_textfile_does_not_claim_up_after_stop() {
-    let mut s = Sup::new();
-    s.usb(1, "garden");
-    s.set_mode("run");
+    let mut s = Sup::mics(&[(1, "garden")], "run");
     let textfile = s.dir.path().join("m.prom");
     s.set(
         "metrics",

@@ -24,11 +24,7 @@ fn text(o: &Output) -> String {
 }
 
 fn one_mic(mode: &str) -> Sup {
-    let mut s = Sup::new();
-    s.usb(1, "garden");
-    s.set_mode(mode);
-    s.write_config();
-    s
+    Sup::mics(&[(1, "garden")], mode)
 }
 
 fn running(s: &Sup) -> bool {

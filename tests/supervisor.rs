@@ -21,11 +21,7 @@ fn state_of(s: &Sup, name: &str) -> String {
 
 /// Two USB microphones, `garden` and `studio`, both streaming under a foreground supervisor.
 fn two_mics_running(mode: &str) -> Sup {
-    let mut s = Sup::new();
-    s.usb(1, "garden");
-    s.usb(2, "studio");
-    s.set_mode(mode);
-    s.write_config();
+    let mut s = Sup::mics(&[(1, "garden"), (2, "studio")], mode);
     s.start_foreground();
     s.wait_for("both running", Duration::from_secs(5), |s| {
         state_of(s, "garden") == "running" && state_of(s, "studio") == "running"
@@ -34,20 +30,12 @@ fn two_mics_running(mode: &str) -> Sup {
 }
 
 fn one_mic(mode: &str) -> Sup {
-    let mut s = Sup::new();
-    s.usb(1, "garden");
-    s.set_mode(mode);
-    s.write_config();
-    s
+    Sup::mics(&[(1, "garden")], mode)
 }
 
 #[test]
 fn daemon_start_reports_and_stop_leaves_nothing() {
-    let mut s = Sup::new();
-    s.usb(1, "garden");
-    s.usb(2, "studio");
-    s.set_mode("run");
-    s.write_config();
+    let s = Sup::mics(&[(1, "garden"), (2, "studio")], "run");
     let t0 = Instant::now();
     let out = s.run(&["start"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -195,9 +183,7 @@ fn crash_loop_backs_off_then_recovers() {
 
 #[test]
 fn budget_exhausted_goes_failed_and_keeps_retrying() {
-    let mut s = Sup::new();
-    s.usb(1, "garden");
-    s.set_mode("crash");
+    let mut s = Sup::mics(&[(1, "garden")], "crash");
     s.extra = "".into();
     s.write_config();
     // Shrink the budget: 2 failures → failed, slow retry every 1s.
@@ -484,10 +470,7 @@ fn noisy_child_keeps_log_bounded() {
 
 #[test]
 fn multiplex_mixes_present_devices_and_restarts_when_one_leaves() {
-    let mut s = Sup::new();
-    s.usb(1, "garden");
-    s.usb(2, "studio");
-    s.set_mode("run");
+    let mut s = Sup::mics(&[(1, "garden"), (2, "studio")], "run");
     s.extra = "[multiplex]\nname = \"all_mics\"\nfilter = \"amerge\"\n".into();
     s.write_config();
     s.env.push(("STREAM_MODE".into(), "multiplex".into()));

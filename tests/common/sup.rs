@@ -47,6 +47,37 @@ impl Sup {
         }
     }
 
+    /// The setup most tests share: these USB mics `(card, id)` (each streams as its id),
+    /// the fake ffmpeg in `mode`, the config written. Tweak with `set`/`extra`, then
+    /// `write_config` again.
+    pub fn mics(cards: &[(u32, &str)], mode: &str) -> Sup {
+        let mut s = Sup::new();
+        for (card, id) in cards {
+            s.usb(*card, id);
+        }
+        s.set_mode(mode);
+        s.write_config();
+        s
+    }
+
+    /// `start --foreground`, then wait until `n` streams are listed and all run healthy.
+    pub fn start_healthy(&mut self, n: usize) {
+        self.start_foreground();
+        self.wait_for(
+            &format!("{n} stream(s) running and healthy"),
+            Duration::from_secs(10),
+            |s| {
+                s.status().is_some_and(|v| {
+                    v["streams"].as_array().is_some_and(|a| {
+                        a.len() == n
+                            && a.iter()
+                                .all(|x| x["state"] == "running" && x["health"] == "healthy")
+                    })
+                })
+            },
+        );
+    }
+
     pub fn state_dir(&self) -> PathBuf {
         self.dir.path().join("state")
     }
