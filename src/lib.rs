@@ -5,21 +5,17 @@
 
 pub mod child;
 pub mod cli;
-pub mod cmd_config;
-pub mod commands;
+pub mod cmd;
 pub mod config;
 pub mod control;
-pub mod demo;
 pub mod devices;
 pub mod exit;
 pub mod ffmpeg;
-pub mod install;
 pub mod lock;
 pub mod logs;
 pub mod mediamtx;
 pub mod metrics;
 pub mod metrics_out;
-pub mod monitor;
 pub mod naming;
 pub mod notify;
 pub mod recording;
@@ -109,21 +105,21 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
             );
             Ok(Exit::Ok)
         }
-        Command::Start { foreground } => commands::start(g, foreground),
-        Command::Stop { timeout } => commands::stop(g, timeout),
-        Command::ForceStop => commands::force_stop(g),
-        Command::Restart { streams, timeout } => commands::restart(g, streams, timeout),
-        Command::Status { json } => commands::status(g, json),
-        Command::Monitor { json } => monitor::run(g, json),
+        Command::Start { foreground } => cmd::start::start(g, foreground),
+        Command::Stop { timeout } => cmd::stop::stop(g, timeout),
+        Command::ForceStop => cmd::stop::force_stop(g),
+        Command::Restart { streams, timeout } => cmd::stop::restart(g, streams, timeout),
+        Command::Status { json } => cmd::status::status(g, json),
+        Command::Monitor { json } => cmd::monitor::run(g, json),
         Command::Install {
             root,
             dry_run,
             enable,
             no_cron,
             binary,
-        } => install::install(
+        } => cmd::install::install(
             g,
-            &install::InstallOptions {
+            &cmd::install::InstallOptions {
                 root,
                 dry_run,
                 enable,
@@ -131,11 +127,11 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
                 binary,
             },
         ),
-        Command::Uninstall { root } => install::uninstall(g, root.as_deref()),
+        Command::Uninstall { root } => cmd::install::uninstall(g, root.as_deref()),
         Command::Config { check, json, init } => {
             let settings = config::Settings::load(g)?;
-            cmd_config::run(&settings, check, json, init)
+            cmd::config::run(&settings, check, json, init)
         }
-        Command::Demo { duration } => demo::run(g, duration),
+        Command::Demo { duration } => cmd::demo::run(g, duration),
     }
 }

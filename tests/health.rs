@@ -782,7 +782,7 @@ impl Cron {
             set_exec(&p);
         }
         let binary = format!("{} -c {}", common::bin().display(), s.cfg.display());
-        let rendered = mediamtx_stream_manager::install::render_cron(&binary);
+        let rendered = mediamtx_stream_manager::cmd::install::render_cron(&binary);
         let line = rendered
             .lines()
             .find(|l| l.starts_with("*/5 "))

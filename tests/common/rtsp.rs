@@ -297,7 +297,7 @@ pub fn virtual_mic(dir: &Path, name: &str, rate: u32, channels: u32) -> PathBuf 
             "-ac",
             &channels.to_string(),
             "-t",
-            "30",
+            "120",
             "-f",
             "s16le",
             "-y",
@@ -382,7 +382,7 @@ pub fn virtual_mic_tone(dir: &Path, name: &str, rate: u32, channels: u32, amp: f
             "aevalsrc=exprs={}:s={rate}",
             vec![format!("{amp}*sin(2*PI*440*t)"); channels.max(1) as usize].join("|")
         ))
-        .args(["-t", "30", "-f", "s16le", "-y"])
+        .args(["-t", "120", "-f", "s16le", "-y"])
         .arg(&raw)
         .status()
         .expect("run ffmpeg");

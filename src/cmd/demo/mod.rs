@@ -63,7 +63,7 @@ pub fn run(global: &Global, duration: Option<Duration>) -> Result<Exit, Error> {
         Some(_) => Settings::load(global)?.paths.ffmpeg,
         None => PathBuf::from("ffmpeg"),
     };
-    let ffmpeg = crate::commands::check_ffmpeg(&ffmpeg)?;
+    let ffmpeg = crate::cmd::start::check_ffmpeg(&ffmpeg)?;
     let root = TempRoot::create()?;
     let tones = pick_ports()?;
     let settings = settings(root.path(), ffmpeg, &tones);
