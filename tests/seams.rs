@@ -215,6 +215,14 @@ fn multiplex_input_unplugged_restarts_the_mix_uncounted() {
 
 // ---- reload ---------------------------------------------------------------------------
 
+/// "garden" and "studio" running healthy, the supervisor logging at info level.
+fn two_running() -> Sup {
+    let mut s = Sup::mics(&[(1, "garden"), (2, "studio")], "run");
+    s.env.push(("RUST_LOG".into(), "info".into()));
+    s.start_healthy(2);
+    s
+}
+
 /// SIGHUP, then wait until the supervisor has logged one more "configuration reloaded".
 fn reload(s: &Sup) {
     let count = |s: &Sup| {
@@ -254,13 +262,7 @@ fn monitor_after_grace(s: &Sup) -> i32 {
 
 #[test]
 fn reload_that_renames_a_stream_leaves_no_ghost() {
-    let mut s = new_sup();
-    s.usb(1, "garden");
-    s.usb(2, "studio");
-    s.set_mode("run");
-    s.write_config();
-    s.start_foreground();
-    s.wait_for("both running", LIMIT, |s| all_running(s, 2));
+    let mut s = two_running();
     let studio_pid = pid(&s, "studio").expect("pid");
     s.extra = "[devices.garden]\nstream = \"pond\"\n".into();
     s.write_config();
@@ -284,13 +286,7 @@ fn reload_that_renames_a_stream_leaves_no_ghost() {
 
 #[test]
 fn reload_that_disables_a_stream_stops_and_removes_it() {
-    let mut s = new_sup();
-    s.usb(1, "garden");
-    s.usb(2, "studio");
-    s.set_mode("run");
-    s.write_config();
-    s.start_foreground();
-    s.wait_for("both running", LIMIT, |s| all_running(s, 2));
+    let mut s = two_running();
     let garden_pid = pid(&s, "garden").expect("pid");
     s.extra = "[devices.garden]\nenabled = false\n".into();
     s.write_config();
