@@ -223,10 +223,11 @@ pub fn is_our_cron(text: &str) -> bool {
         .is_some_and(|b| render_cron(b) == text)
 }
 
-/// `YYYYmmddTHHMMSSZ` for backup names (UTC, sortable, no dependency on a date crate).
+/// `YYYYmmddTHHMMSSZ` for backup names (UTC, sortable).
 pub fn utc_stamp(unix: u64) -> String {
-    let (y, m, d, hh, mm, ss) = crate::util::civil(unix);
-    format!("{y:04}{m:02}{d:02}T{hh:02}{mm:02}{ss:02}Z")
+    crate::util::utc(unix)
+        .strftime("%Y%m%dT%H%M%SZ")
+        .to_string()
 }
 
 /// What writing one file would do.
