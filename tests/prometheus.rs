@@ -266,10 +266,7 @@ fn real_exposition_passes_promtool_and_has_every_name_alerts_and_dashboard_use()
             );
         }
         // The checker really rejects a broken exposition (so the pass above means something).
-        let (ok, _) = promtool(
-            &["check", "metrics"],
-            "# TYPE x counter\nx{a=\"1\" 1\n",
-        );
+        let (ok, _) = promtool(&["check", "metrics"], "# TYPE x counter\nx{a=\"1\" 1\n");
         assert!(!ok, "promtool accepted a broken exposition");
     }
 }
