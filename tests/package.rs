@@ -451,3 +451,181 @@ fn debian_package_lints_installs_runs_and_removes() {
     assert!(!bin.exists(), "binary left after dpkg -r");
     assert!(!unit.exists(), "unit left after dpkg -r");
 }
+
+/// Every system call named by a `systemd-analyze syscall-filter` group, nested groups expanded.
+fn syscall_group(group: &str) -> std::collections::BTreeSet<String> {
+    let o = Command::new("systemd-analyze")
+        .args(["syscall-filter", "--no-pager", group])
+        .output()
+        .expect("systemd-analyze syscall-filter");
+    ok(&o, "systemd-analyze syscall-filter");
+    let mut out = std::collections::BTreeSet::new();
+    for l in text(&o.stdout).lines().skip(1).map(str::trim) {
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        if l.starts_with('@') {
+            out.extend(syscall_group(l));
+        } else {
+            out.insert(l.to_string());
+        }
+    }
+    out
+}
+
+/// The unit's `SystemCallFilter=` lines as (allowed, denied) sets.
+fn unit_filter(unit: &str) -> (Vec<String>, Vec<String>) {
+    let (mut allow, mut deny) = (Vec::new(), Vec::new());
+    for v in service_values(unit, "SystemCallFilter") {
+        match v.strip_prefix('~') {
+            Some(d) => deny.extend(d.split_whitespace().map(str::to_string)),
+            None => allow.extend(v.split_whitespace().map(str::to_string)),
+        }
+    }
+    (allow, deny)
+}
+
+/// The unit's system-call filter lets everything through that the service really does:
+/// a supervisor on real ffmpeg (ALSA capture from a virtual microphone, levels, local
+/// recording, RTSP publishing, the MediaMTX API, the metrics listener and textfile),
+/// traced with `strace -f -c` through start, a child restart and stop.
+#[test]
+fn every_system_call_the_service_makes_passes_the_units_filter() {
+    let test = "every_system_call_the_service_makes_passes_the_units_filter";
+    if !systemd_analyze_available(test)
+        || !common::tool_available(
+            test,
+            Command::new("strace").arg("-V"),
+            "apt-get install -y strace",
+        )
+    {
+        return;
+    }
+    common::require_ffmpeg();
+    let t = tempfile::tempdir().unwrap();
+    let unit = fs::read_to_string(rendered_unit(t.path())).unwrap();
+    let (allow, deny) = unit_filter(&unit);
+    assert!(!allow.is_empty(), "the unit has a SystemCallFilter");
+    let allowed: std::collections::BTreeSet<String> =
+        allow.iter().flat_map(|g| syscall_group(g)).collect();
+    let denied: std::collections::BTreeSet<String> =
+        deny.iter().flat_map(|g| syscall_group(g)).collect();
+    assert!(allowed.contains("read") && !allowed.contains("mount") && denied.contains("reboot"));
+
+    let mut s = Sup::new();
+    let conf = common::rtsp::virtual_mic_tone(s.dir.path(), "tonemic", 48000, 2, 0.1);
+    let rx = common::rtsp::Receiver::start_for(s.dir.path(), "garden", 30.0);
+    let mock = common::mediamtx_mock::MockMediamtx::start(common::mediamtx_mock::Version::V1_20);
+    mock.set_path("garden", true);
+    mock.grow("garden", 4096);
+    let port = common::rtsp::free_port();
+    s.usb(1, "garden");
+    s.ffmpeg = "ffmpeg".into();
+    s.rtsp_url = format!("rtsp://127.0.0.1:{}", rx.port());
+    s.extra = format!(
+        "[devices.garden]\nalsa_device = \"tonemic\"\n\
+         [recording]\nenabled = true\ndir = {:?}\nsegment = \"1s\"\n",
+        s.dir.path().join("rec").display().to_string()
+    );
+    s.env.push((
+        "ALSA_CONFIG_PATH".into(),
+        format!("/usr/share/alsa/alsa.conf:{}", conf.display()),
+    ));
+    let textfile = s.dir.path().join("m.prom");
+    s.set("health", "start_timeout", "\"10s\"")
+        .set("health", "stall_timeout", "\"3s\"")
+        .set("mediamtx", "api", "true")
+        .set("mediamtx", "api_url", &format!("{:?}", mock.url()))
+        .set("mediamtx", "poll", "\"200ms\"")
+        .set("startup", "mediamtx_wait", "\"2s\"")
+        .set(
+            "metrics",
+            "textfile",
+            &format!("{:?}", textfile.display().to_string()),
+        )
+        .set("metrics", "listen", &format!("\"127.0.0.1:{port}\""));
+    s.write_config();
+
+    let trace = s.dir.path().join("strace.txt");
+    let inner = s.cmd(&["start", "--foreground"]);
+    let mut outer = Command::new("strace");
+    outer
+        .args(["-f", "-qq", "-c", "-o"])
+        .arg(&trace)
+        .arg("--")
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(fs::File::create(s.dir.path().join("supervisor.err")).unwrap());
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => outer.env(k, v),
+            None => outer.env_remove(k),
+        };
+    }
+    let mut tracer = outer.spawn().expect("spawn strace");
+    s.wait_for("supervisor answering", Duration::from_secs(30), |s| {
+        s.status().is_some()
+    });
+    s.wait_for(
+        "levels, recording, metrics",
+        Duration::from_secs(40),
+        |_| {
+            fs::read_to_string(&textfile).is_ok_and(|t| {
+                t.contains("stream_level_peak_dbfs{stream=\"garden\"}")
+                    && t.contains("stream_recording_files{stream=\"garden\"}")
+                    && t.contains("stream_mediamtx_path_available{stream=\"garden\"} 1")
+            })
+        },
+    );
+    let _ = std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut c| {
+        use std::io::{Read, Write};
+        c.set_read_timeout(Some(Duration::from_secs(5)))?;
+        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")?;
+        let mut b = Vec::new();
+        c.read_to_end(&mut b).map(|_| ())
+    });
+    // A child restart: the supervisor's kill, wait and re-spawn paths.
+    let old = s.stream("garden").unwrap()["pid"].as_i64().unwrap();
+    common::sup::kill(old as i32, libc::SIGKILL);
+    s.wait_for("restarted", Duration::from_secs(30), |s| {
+        s.stream("garden")
+            .is_some_and(|v| v["state"] == "running" && v["pid"].as_i64().is_some_and(|p| p != old))
+    });
+    ok(&s.run(&["stop"]), "stop");
+    let until = Instant::now() + Duration::from_secs(30);
+    while tracer.try_wait().unwrap().is_none() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(tracer.try_wait().unwrap().is_some(), "strace did not end");
+
+    let report = fs::read_to_string(&trace).expect("strace summary");
+    let used: Vec<String> = report
+        .lines()
+        .filter_map(|l| l.split_whitespace().last())
+        .filter(|w| {
+            !w.is_empty()
+                && *w != "total"
+                && *w != "syscall"
+                && w.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        })
+        .map(str::to_string)
+        .collect();
+    assert!(used.len() > 30, "too few system calls traced:\n{report}");
+    for must in ["execve", "kill", "connect", "accept4", "rename"] {
+        assert!(
+            used.iter().any(|u| u == must),
+            "{must} not traced:\n{report}"
+        );
+    }
+    let blocked: Vec<&String> = used
+        .iter()
+        .filter(|u| !allowed.contains(*u) || denied.contains(*u))
+        .collect();
+    assert!(
+        blocked.is_empty(),
+        "the unit's SystemCallFilter would refuse {blocked:?}:\n{report}"
+    );
+}
