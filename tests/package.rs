@@ -564,7 +564,8 @@ fn every_system_call_the_service_makes_passes_the_units_filter() {
             None => outer.env_remove(k),
         };
     }
-    let mut tracer = outer.spawn().expect("spawn strace");
+    // As the harness's foreground child, so a failing test still kills it.
+    s.foreground = Some(outer.spawn().expect("spawn strace"));
     s.wait_for("supervisor answering", Duration::from_secs(30), |s| {
         s.status().is_some()
     });
@@ -595,10 +596,12 @@ fn every_system_call_the_service_makes_passes_the_units_filter() {
     });
     ok(&s.run(&["stop"]), "stop");
     let until = Instant::now() + Duration::from_secs(30);
-    while tracer.try_wait().unwrap().is_none() && Instant::now() < until {
+    let mut ended = false;
+    while !ended && Instant::now() < until {
+        ended = s.foreground.as_mut().unwrap().try_wait().unwrap().is_some();
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(tracer.try_wait().unwrap().is_some(), "strace did not end");
+    assert!(ended, "strace did not end");
 
     let report = fs::read_to_string(&trace).expect("strace summary");
     let used: Vec<String> = report
