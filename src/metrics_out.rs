@@ -32,6 +32,14 @@ pub fn render(s: &Snapshot) -> String {
         ],
         1.0,
     );
+    // Fleet alerts compare this with time(): a textfile left behind by a dead supervisor
+    // keeps its last values but stops advancing (contrib/prometheus/alerts.yml).
+    e.gauge(
+        &format!("{p}_last_update_timestamp_seconds"),
+        "Unix time this exposition was rendered.",
+        &[],
+        crate::util::unix_now() as f64,
+    );
     if s.mediamtx.enabled {
         e.gauge(
             &format!("{p}_mediamtx_up"),
@@ -92,12 +100,6 @@ pub fn render(s: &Snapshot) -> String {
                 "ffmpeg's out_time for the current child.",
                 &l,
                 pr.out_time_s.unwrap_or(0.0),
-            );
-            e.counter(
-                &format!("{p}_stream_output_bytes_total"),
-                "Bytes ffmpeg has written for the current child.",
-                &l,
-                pr.total_size.unwrap_or(0) as f64,
             );
         }
         e.gauge(

@@ -72,27 +72,15 @@ mod tests {
     }
 }
 
-/// UTC calendar fields `(year, month, day, hour, minute, second)` of a Unix time,
-/// without a date crate (Howard Hinnant's days-to-civil algorithm).
-pub fn civil(unix: u64) -> (i64, i64, i64, u64, u64, u64) {
-    let days = (unix / 86400) as i64;
-    let secs = unix % 86400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d, secs / 3600, secs % 3600 / 60, secs % 60)
+/// A Unix time as a UTC timestamp (times past jiff's range, year 9999, clamp to its end).
+pub fn utc(unix: u64) -> jiff::Timestamp {
+    let secs = i64::try_from(unix).unwrap_or(i64::MAX);
+    jiff::Timestamp::from_second(secs).unwrap_or(jiff::Timestamp::MAX)
 }
 
 /// `2026-11-23T01:02:03Z` for a Unix time.
 pub fn rfc3339(unix: u64) -> String {
-    let (y, m, d, hh, mm, ss) = civil(unix);
-    format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
+    utc(unix).strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 #[cfg(test)]
@@ -102,5 +90,8 @@ mod time_tests {
         assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(super::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(super::rfc3339(1_795_395_723), "2026-11-23T01:02:03Z");
+        assert_eq!(super::rfc3339(4_107_542_400), "2100-03-01T00:00:00Z");
+        // Out of range clamps instead of panicking or wrapping.
+        assert!(super::rfc3339(u64::MAX).starts_with("9999-12-"));
     }
 }

@@ -24,3 +24,28 @@ pub fn require_ffmpeg() -> PathBuf {
 pub mod fake_host;
 pub mod mediamtx_mock;
 pub mod sup;
+
+/// Is this a CI run (`CI=true`, as .ci/run is started)? There a missing tool is a failure.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// A test that needs an external tool: `true` when `probe` ran successfully. Otherwise
+/// it fails under `CI=true` (CI must install it) and elsewhere prints one SKIPPED line
+/// naming the test and how to install the tool, so a skip is never silent.
+pub fn tool_available(test: &str, probe: &mut std::process::Command, install: &str) -> bool {
+    let ok = probe
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        return true;
+    }
+    let tool = probe.get_program().to_string_lossy().into_owned();
+    if in_ci() {
+        panic!("{test}: `{tool}` is missing: CI must install it ({install}); see .ci/run");
+    }
+    eprintln!("SKIPPED {test}: `{tool}` not available (install: {install})");
+    false
+}

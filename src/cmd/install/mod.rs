@@ -82,26 +82,60 @@ LogsDirectory=mediamtx-audio
 # Sticky stream names of twin microphones (paths.names_file), kept across reboots.
 StateDirectory=mediamtx-stream-manager
 SupplementaryGroups=audio
-# Sandboxing that still lets it read /proc/asound and open /dev/snd
-# (no PrivateDevices=: it hides /dev/snd).
-ProtectSystem=strict
-ReadWritePaths=-/run/mediamtx-audio -/var/log/mediamtx-audio
-ProtectHome=yes
-PrivateTmp=yes
+# Sandbox (`systemd-analyze security`: exposure 2.0; docs/install.md). It still reads
+# /proc/asound and /dev/snd, reaches MediaMTX over the network, writes its runtime, log,
+# state and recording dirs, and signals its own ffmpeg children (same user and cgroup).
+# Root without capabilities: no overriding file permissions, tracing, mounting, raw I/O.
+CapabilityBoundingSet=
+# Nor can it regain privileges through setuid binaries or file capabilities.
 NoNewPrivileges=yes
+# The OS is read-only, except the directories systemd creates above and these (the
+# textfile collector's directory only if it exists; more in a drop-in, docs/install.md).
+ProtectSystem=strict
+ReadWritePaths=-/run/mediamtx-audio -/var/log/mediamtx-audio -/var/lib/prometheus/node-exporter
+# Home directories are invisible (keys, shell histories).
+ProtectHome=yes
+# A private /tmp: other services' temporary files can be neither read nor planted.
+PrivateTmp=yes
+# Its own mount namespace: no mount made inside reaches the host.
+PrivateMounts=yes
+# Devices: only ALSA character devices (/dev/snd/*), not disks or /dev/mem.
+# Not PrivateDevices=: it would hide /dev/snd.
 DevicePolicy=closed
 DeviceAllow=char-alsa rw
+# /proc lists only processes it may inspect (its own children); /proc/asound stays
+# readable (not ProcSubset=pid, which would hide it).
+ProtectProc=invisible
+# Kernel tunables in /proc/sys and /sys are read-only.
 ProtectKernelTunables=yes
+# No loading kernel modules.
 ProtectKernelModules=yes
+# No reading the kernel log ring buffer.
 ProtectKernelLogs=yes
+# The cgroup tree is read-only (systemd still kills the whole cgroup on stop).
 ProtectControlGroups=yes
+# No setting the system or hardware clock.
 ProtectClock=yes
+# No changing the hostname.
 ProtectHostname=yes
+# Sockets: MediaMTX over IPv4/IPv6, the control and notify sockets (AF_UNIX), netlink for
+# the C library's host-name lookups; no raw or packet sockets.
 RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK
+# No new namespaces (where container escapes start).
 RestrictNamespaces=yes
+# No creating setuid/setgid files.
 RestrictSUIDSGID=yes
+# No realtime scheduling: a runaway ffmpeg cannot starve the box.
+RestrictRealtime=yes
+# The execution domain (personality) stays fixed.
 LockPersonality=yes
+# Only native system calls (no 32-bit compat entry points)...
 SystemCallArchitectures=native
+# ...and only those ordinary services use; privileged ones (mount, reboot, swap, module
+# loading, setuid, chown) fail with EPERM rather than run.
+SystemCallFilter=@system-service
+SystemCallFilter=~@privileged
+SystemCallErrorNumber=EPERM
 
 [Install]
 WantedBy=multi-user.target
@@ -223,10 +257,11 @@ pub fn is_our_cron(text: &str) -> bool {
         .is_some_and(|b| render_cron(b) == text)
 }
 
-/// `YYYYmmddTHHMMSSZ` for backup names (UTC, sortable, no dependency on a date crate).
+/// `YYYYmmddTHHMMSSZ` for backup names (UTC, sortable).
 pub fn utc_stamp(unix: u64) -> String {
-    let (y, m, d, hh, mm, ss) = crate::util::civil(unix);
-    format!("{y:04}{m:02}{d:02}T{hh:02}{mm:02}{ss:02}Z")
+    crate::util::utc(unix)
+        .strftime("%Y%m%dT%H%M%SZ")
+        .to_string()
 }
 
 /// What writing one file would do.
