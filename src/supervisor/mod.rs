@@ -7,6 +7,7 @@ pub mod backoff;
 pub mod poller;
 pub mod source;
 pub mod stream;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -54,6 +55,8 @@ enum Event {
     Stop(&'static str),
     Reload,
     Restart(Vec<String>),
+    /// `/dev/snd` changed (inotify, debounced): rescan now.
+    DevicesChanged,
 }
 
 /// Build a snapshot of everything, as `status` shows it.
@@ -97,6 +100,8 @@ pub struct Supervisor {
     events: Receiver<Event>,
     events_tx: Sender<Event>,
     last_status_line: String,
+    /// The inotify hot-plug watcher (`discovery.watch`); stops when dropped.
+    watch: Option<watch::Watch>,
 }
 
 impl Supervisor {
@@ -122,6 +127,7 @@ impl Supervisor {
             events,
             events_tx,
             last_status_line: String::new(),
+            watch: None,
         }
     }
 
@@ -240,10 +246,28 @@ impl Supervisor {
                 }
             })
             .map_err(|e| Error::general(format!("cannot start signal thread: {e}")))?;
+        self.start_watch();
         if self.settings.mediamtx.api {
             poller::start(&self.settings, self.registry.clone(), self.info.clone());
         }
         Ok(())
+    }
+
+    /// Wake the main loop for a rescan when `dev_snd` changes; without it (setting off, no
+    /// inotify) the periodic rescan alone finds devices.
+    fn start_watch(&mut self) {
+        if !self.settings.discovery.watch {
+            return;
+        }
+        let tx = self.events_tx.clone();
+        let wake = move || tx.send(Event::DevicesChanged).is_ok();
+        match watch::start(&self.settings.paths.dev_snd, watch::DEBOUNCE, wake) {
+            Ok(w) => self.watch = Some(w),
+            Err(e) => log::warn!(
+                "cannot watch for hot-plug ({e}); devices are found by the rescan every {}",
+                crate::config::fmt_duration(self.settings.discovery.rescan)
+            ),
+        }
     }
 
     /// Start wrappers for what is present now.
@@ -354,6 +378,8 @@ impl Supervisor {
                         }
                     }
                 }
+                // The periodic rescan below runs now and restarts its interval.
+                Ok(Event::DevicesChanged) => next_scan = Instant::now(),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
