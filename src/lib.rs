@@ -11,6 +11,7 @@ pub mod config;
 pub mod control;
 pub mod demo;
 pub mod devices;
+pub mod diagnose;
 pub mod exit;
 pub mod ffmpeg;
 pub mod install;
@@ -137,5 +138,6 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
             cmd_config::run(&settings, check, json, init)
         }
         Command::Demo { duration } => demo::run(g, duration),
+        Command::Diagnose { bundle, root } => diagnose::run(g, bundle.as_deref(), root.as_deref()),
     }
 }
