@@ -132,6 +132,9 @@ fn run(label: &str, rescan: &str, watch: bool, reps: usize) {
         plug.push(t.elapsed());
         let pid = read_pid(&pid_file).unwrap();
         std::thread::sleep(Duration::from_millis(300));
+        if !watch {
+            std::thread::sleep(Duration::from_millis((i as u64 * 1231) % 2000));
+        }
         let t = Instant::now();
         host.remove_card(2);
         if wait_until(limit, || exited(pid)).is_none() {
