@@ -124,8 +124,7 @@ fn run(label: &str, rescan: &str, watch: bool, reps: usize) {
             Some("usb-Bench_mic2-00"),
             Some("pci-0000:01:00.0-usb-0:1.2:1.0"),
         );
-        let Some(_) = wait_until(limit, || read_pid(&pid_file).is_some_and(|p| !exited(p)))
-        else {
+        let Some(_) = wait_until(limit, || read_pid(&pid_file).is_some_and(|p| !exited(p))) else {
             println!("{label}: no child within {limit:?} of a plug");
             break;
         };
