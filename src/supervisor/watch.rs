@@ -7,7 +7,7 @@
 //! one wake `DEBOUNCE` after the last event. A hub that flaps for two seconds therefore
 //! costs one rescan at its end, not one per node.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -22,21 +22,27 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
 
 /// How often the thread looks for a watched directory that appeared or vanished without an
-/// event we could see (e.g. `dev_snd` itself created later), and for its stop flag.
+/// event we could see (e.g. `by-id` removed and made again between two reads).
 const RECHECK: Duration = Duration::from_secs(1);
 
 /// The directories watched under `dev_snd`, in order (the first is `dev_snd` itself).
 const SUBDIRS: [&str; 3] = ["", "by-id", "by-path"];
 
-/// A running watcher; dropping it stops the thread within `RECHECK`.
+/// A running watcher; dropping it wakes and joins the thread at once (a stopping
+/// supervisor must not wait for a poll timeout before it releases its lock).
 pub struct Watch {
     stop: Arc<AtomicBool>,
+    /// Write end of a pipe the thread polls with inotify: a byte (or its closing) wakes it.
+    waker: Option<OwnedFd>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Drop for Watch {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        if let Some(w) = self.waker.take() {
+            let _ = nix::unistd::write(&w, b"x");
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -146,19 +152,28 @@ pub fn start(
         wds: [None, None, None],
     };
     w.ensure()?;
+    let (wake_rx, wake_tx) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| format!("pipe2: {}", e.desc()))?;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let thread = std::thread::Builder::new()
         .name("hotplug-watch".into())
-        .spawn(move || run(w, debounce, &flag, wake))
+        .spawn(move || run(w, debounce, &flag, &wake_rx, wake))
         .map_err(|e| format!("cannot start watch thread: {e}"))?;
     Ok(Watch {
         stop,
+        waker: Some(wake_tx),
         thread: Some(thread),
     })
 }
 
-fn run(mut w: Watcher, debounce: Duration, stop: &AtomicBool, wake: impl Fn() -> bool) {
+fn run(
+    mut w: Watcher,
+    debounce: Duration,
+    stop: &AtomicBool,
+    stop_fd: &OwnedFd,
+    wake: impl Fn() -> bool,
+) {
     let mut last_event: Option<Instant> = None;
     let mut next_check = Instant::now() + RECHECK;
     while !stop.load(Ordering::Relaxed) {
@@ -167,9 +182,16 @@ fn run(mut w: Watcher, debounce: Duration, stop: &AtomicBool, wake: impl Fn() ->
             .map_or(next_check, |d| d.min(next_check))
             .max(now);
         let ms = (until - now).as_millis().min(u16::MAX as u128) as u16;
-        let mut fds = [PollFd::new(w.ino.as_fd(), PollFlags::POLLIN)];
+        let mut fds = [
+            PollFd::new(w.ino.as_fd(), PollFlags::POLLIN),
+            PollFd::new(stop_fd.as_fd(), PollFlags::POLLIN),
+        ];
         let ready = poll(&mut fds, PollTimeout::from(ms)).unwrap_or(0);
-        if ready > 0 {
+        let inotify_ready = fds[0].revents().is_some_and(|r| !r.is_empty());
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        if ready > 0 && inotify_ready {
             let mut rewatch = false;
             while let Ok(events) = w.ino.read_events() {
                 if events.is_empty() {
@@ -274,6 +296,27 @@ mod tests {
         assert!(
             rx.recv_timeout(Duration::from_secs(5)).is_ok(),
             "by-id watched"
+        );
+    }
+}
+
+#[cfg(test)]
+mod drop_tests {
+    use super::*;
+
+    /// Dropping the watch ends the thread at once, not after a poll timeout: the
+    /// supervisor drops it on its way to releasing the lock.
+    #[test]
+    fn drop_is_immediate() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = start(dir.path(), DEBOUNCE, || true).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let t = Instant::now();
+        drop(w);
+        assert!(
+            t.elapsed() < Duration::from_millis(300),
+            "{:?}",
+            t.elapsed()
         );
     }
 }
