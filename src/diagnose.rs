@@ -293,51 +293,74 @@ fn versions(s: &Settings, snap: &crate::status::Snapshot) -> String {
 }
 
 /// The first line of `ffmpeg -version`, waiting at most 5 s (a wedged or fake binary must
-/// not hang the report); the child runs in its own process group and is always reaped.
+/// not hang the report).
 pub fn ffmpeg_version(program: &Path) -> String {
     let path = match crate::commands::check_ffmpeg(program) {
         Ok(p) => p,
         Err(e) => return e.to_string(),
     };
+    let mut cmd = Command::new(&path);
+    cmd.arg("-version");
+    match capture(&mut cmd, Duration::from_secs(5), true) {
+        Ok(l) if !l.trim().is_empty() => format!("{} ({})", l.trim(), path.display()),
+        Ok(_) => format!("{}: printed no version", path.display()),
+        Err(e) => format!("{}: {e}", path.display()),
+    }
+}
+
+/// Run `cmd` (stdin and stderr to /dev/null, own process group) and return its stdout, at
+/// most 1 MiB, or only the first line; after `limit` or the answer the whole group is
+/// SIGKILLed and the child reaped, so nothing outlives the report.
+fn capture(cmd: &mut Command, limit: Duration, first_line: bool) -> Result<String, String> {
     use std::os::unix::process::CommandExt;
-    let mut child = match Command::new(&path)
-        .arg("-version")
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .process_group(0)
         .spawn()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            return format!(
-                "{}: cannot run: {}",
-                path.display(),
-                crate::util::io_reason(&e)
-            )
-        }
-    };
+        .map_err(|e| format!("cannot run: {}", crate::util::io_reason(&e)))?;
     let (tx, rx) = std::sync::mpsc::channel();
-    if let Some(mut out) = child.stdout.take() {
+    if let Some(out) = child.stdout.take() {
         std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut r = std::io::BufReader::new(out.take(1 << 20));
             let mut buf = Vec::new();
-            let mut byte = [0u8; 1];
-            while buf.len() < 512 && matches!(out.read(&mut byte), Ok(1)) && byte[0] != b'\n' {
-                buf.push(byte[0]);
-            }
+            let _ = if first_line {
+                r.read_until(b'\n', &mut buf)
+            } else {
+                r.read_to_end(&mut buf)
+            };
             let _ = tx.send(String::from_utf8_lossy(&buf).into_owned());
         });
     }
-    let line = rx.recv_timeout(Duration::from_secs(5));
+    let got = rx.recv_timeout(limit);
     // SAFETY: kill(2) on the child's own process group.
     unsafe {
         libc::kill(-(child.id() as i32), libc::SIGKILL);
     }
     let _ = child.wait();
-    match line {
-        Ok(l) if !l.trim().is_empty() => format!("{} ({})", l.trim(), path.display()),
-        Ok(_) => format!("{}: printed no version", path.display()),
-        Err(_) => format!("{}: no answer to -version within 5s", path.display()),
+    got.map_err(|_| format!("no answer within {}", crate::config::fmt_duration(limit)))
+}
+
+/// The supervisor's journal under systemd (where it logs; `supervisor.log` is only written
+/// in daemon mode), when `journalctl` exists.
+fn journal() -> Option<Result<String, String>> {
+    let unit = crate::install::UNIT;
+    let mut cmd = Command::new("journalctl");
+    cmd.args([
+        "-u",
+        unit,
+        "-n",
+        &LOG_LINES.to_string(),
+        "--no-pager",
+        "-q",
+        "-o",
+        "short-iso",
+    ]);
+    match capture(&mut cmd, Duration::from_secs(10), false) {
+        Err(e) if e.contains("No such file") => None,
+        r => Some(r),
     }
 }
 
@@ -663,6 +686,22 @@ fn logs(s: &Settings, snap: &crate::status::Snapshot, r: &mut Report) {
     }
     if summary.is_empty() {
         summary = format!("no logs in {}\n", s.paths.log_dir.display());
+    }
+    match journal() {
+        Some(Ok(t)) => {
+            let t = if t.trim().is_empty() {
+                "(no entries, or not readable by this user)\n".to_string()
+            } else {
+                t
+            };
+            summary.push_str(&format!(
+                "--- journalctl -u {} (last {LOG_LINES} lines) ---\n{t}",
+                crate::install::UNIT
+            ));
+            r.add("logs/journal.txt", None, t);
+        }
+        Some(Err(e)) => r.unreadable.push(format!("journalctl: {e}")),
+        None => {}
     }
     r.add("logs.txt", Some("logs"), summary);
 }
