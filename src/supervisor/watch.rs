@@ -297,12 +297,19 @@ mod tests {
             rx.recv_timeout(Duration::from_secs(5)).is_ok(),
             "by-id watched"
         );
+        // udev removes by-id with the last USB device and makes it again with the next.
+        std::fs::remove_file(snd.join("by-id/usb-x-00")).unwrap();
+        std::fs::remove_dir(snd.join("by-id")).unwrap();
+        assert!(rx.recv_timeout(Duration::from_secs(5)).is_ok());
+        std::fs::create_dir(snd.join("by-id")).unwrap();
+        assert!(rx.recv_timeout(Duration::from_secs(5)).is_ok());
+        std::thread::sleep(Duration::from_millis(50));
+        std::os::unix::fs::symlink("../controlC2", snd.join("by-id/usb-y-00")).unwrap();
+        assert!(
+            rx.recv_timeout(Duration::from_secs(5)).is_ok(),
+            "re-made by-id watched"
+        );
     }
-}
-
-#[cfg(test)]
-mod drop_tests {
-    use super::*;
 
     /// Dropping the watch ends the thread at once, not after a poll timeout: the
     /// supervisor drops it on its way to releasing the lock.
