@@ -211,7 +211,7 @@ pub fn gather(global: &Global, root: &Path) -> (Report, Scrub) {
     r.add(
         "monitor.txt",
         Some("monitor findings"),
-        monitor_text(&findings, exit),
+        monitor_text(&findings, exit, &snap),
     );
     r.add(
         "monitor.json",
@@ -510,8 +510,17 @@ fn devices(s: &Settings, unreadable: &mut Vec<String>) -> (String, String) {
     )
 }
 
-fn monitor_text(findings: &[crate::monitor::Finding], exit: Exit) -> String {
+fn monitor_text(
+    findings: &[crate::monitor::Finding],
+    exit: Exit,
+    snap: &crate::status::Snapshot,
+) -> String {
     let mut out = format!("monitor would exit {} ({exit:?})\n", exit.code());
+    if snap.supervisor.running && snap.supervisor.note.is_some() {
+        out.push_str(
+            "(as this user the running supervisor could not be asked; run as root for the verdict cron gets)\n",
+        );
+    }
     for f in findings {
         out.push_str(&format!("{:?}: [{}] {}\n", f.level, f.check, f.message));
     }

@@ -335,6 +335,10 @@ fn non_root_report_names_what_it_could_not_read() {
             "{unreadable}"
         );
         assert!(text.contains("supervisor: running (pid"), "{text}");
+        assert!(
+            text.contains("run as root for the verdict cron gets"),
+            "{text}"
+        );
     }
     // What was readable is there.
     assert!(text.contains("supervisor started (pid 1)"), "{text}");
