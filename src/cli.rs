@@ -184,6 +184,16 @@ pub enum Command {
         #[arg(long, value_parser = parse_duration_arg)]
         duration: Option<Duration>,
     },
+    /// Everything needed to ask for help: versions, redacted config, devices, status,
+    /// log tails, monitor findings, disk space, installed unit and cron file
+    Diagnose {
+        /// Write a .tar.gz of the same, one file per part, instead of printing
+        #[arg(long, value_name = "FILE")]
+        bundle: Option<PathBuf>,
+        /// Look for the unit and cron file under DIR (where `install --root` wrote them)
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+    },
     /// Print a shell completion script
     Completions {
         #[arg(value_enum)]

@@ -133,5 +133,8 @@ pub fn run(cli: Cli) -> Result<Exit, Error> {
             cmd::config::run(&settings, check, json, init)
         }
         Command::Demo { duration } => cmd::demo::run(g, duration),
+        Command::Diagnose { bundle, root } => {
+            cmd::diagnose::run(g, bundle.as_deref(), root.as_deref())
+        }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod demo;
+pub mod diagnose;
 pub mod install;
 pub mod monitor;
 pub mod start;

@@ -7,6 +7,7 @@ pub mod backoff;
 pub mod poller;
 pub mod source;
 pub mod stream;
+pub mod watch;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,6 +57,8 @@ enum Event {
     Stop(&'static str),
     Reload,
     Restart(Vec<String>),
+    /// `/dev/snd` changed (inotify, debounced): rescan now.
+    DevicesChanged,
 }
 
 /// Build a snapshot of everything, as `status` shows it.
@@ -111,6 +114,8 @@ pub struct Supervisor {
     events: Receiver<Event>,
     events_tx: Sender<Event>,
     last_status_line: String,
+    /// The inotify hot-plug watcher (`discovery.watch`); stops when dropped.
+    watch: Option<watch::Watch>,
 }
 
 impl Supervisor {
@@ -139,6 +144,7 @@ impl Supervisor {
             events,
             events_tx,
             last_status_line: String::new(),
+            watch: None,
         }
     }
 
@@ -268,6 +274,7 @@ impl Supervisor {
                 }
             })
             .map_err(|e| Error::general(format!("cannot start signal thread: {e}")))?;
+        self.start_watch();
         if self.settings.mediamtx.api {
             self.start_poller();
         }
@@ -281,6 +288,23 @@ impl Supervisor {
             self.info.clone(),
             self.poller_epoch.clone(),
         );
+    }
+
+    /// Wake the main loop for a rescan when `dev_snd` changes; without it (setting off, no
+    /// inotify) the periodic rescan alone finds devices.
+    fn start_watch(&mut self) {
+        if !self.settings.discovery.watch {
+            return;
+        }
+        let tx = self.events_tx.clone();
+        let wake = move || tx.send(Event::DevicesChanged).is_ok();
+        match watch::start(&self.settings.paths.dev_snd, watch::DEBOUNCE, wake) {
+            Ok(w) => self.watch = Some(w),
+            Err(e) => log::warn!(
+                "cannot watch for hot-plug ({e}); devices are found by the rescan every {}",
+                crate::config::fmt_duration(self.settings.discovery.rescan)
+            ),
+        }
     }
 
     /// Start wrappers for what is present now.
@@ -422,6 +446,16 @@ impl Supervisor {
             fixed.push(format!("paths.log_dir {}", old.paths.log_dir.display()));
             new.paths.log_dir = old.paths.log_dir.clone();
         }
+        if new.discovery.watch != old.discovery.watch {
+            fixed.push(format!("discovery.watch = {}", old.discovery.watch));
+            new.discovery.watch = old.discovery.watch;
+        }
+        if new.paths.dev_snd != old.paths.dev_snd && old.discovery.watch {
+            fixed.push(format!(
+                "the hot-plug watch on {} (paths.dev_snd; scans use the new one)",
+                old.paths.dev_snd.display()
+            ));
+        }
         if new.metrics.listen != old.metrics.listen {
             fixed.push(format!(
                 "metrics.listen {}",
@@ -508,6 +542,8 @@ impl Supervisor {
                         }
                     }
                 }
+                // The periodic rescan below runs now and restarts its interval.
+                Ok(Event::DevicesChanged) => next_scan = Instant::now(),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }

@@ -135,6 +135,8 @@ pub fn settings(root: &Path, ffmpeg: PathBuf, tones: &[Tone]) -> Settings {
     s.paths.device_config = root.join("audio-devices.conf");
     s.paths.ffmpeg = ffmpeg;
     s.mediamtx.api = false;
+    // Synthetic sources only: no device directory to watch for hot-plug.
+    s.discovery.watch = false;
     if let Some(t) = tones.first() {
         s.mediamtx.rtsp_url = format!("rtsp://127.0.0.1:{}", t.port);
     }
