@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::exposition::check_exposition;
 use common::mediamtx_mock::{MockMediamtx, Version};
 use common::sup::{alive, kill, Sup};
-use mediamtx_stream_manager::metrics::check_exposition;
 use serde_json::Value;
 
 const GARDEN_UP: &str = "mediamtx_stream_manager_stream_up{stream=\"garden\"}";

@@ -364,7 +364,7 @@ fn metrics_server_answers_get_metrics_over_tcp() {
         "{head}"
     );
     assert!(body.contains("mediamtx_audio_up 1\n"), "{body}");
-    metrics::check_exposition(body).unwrap();
+    common::exposition::check_exposition(body).unwrap();
 
     assert!(raw(addr, b"GET /other HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404 "));
     assert!(raw(addr, b"\x00\xff garbage\r\n\r\n").starts_with("HTTP/1.1 400 "));

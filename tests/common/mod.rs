@@ -21,6 +21,7 @@ pub fn require_ffmpeg() -> PathBuf {
     }
 }
 
+pub mod exposition;
 pub mod fake_host;
 pub mod mediamtx_mock;
 pub mod sup;
