@@ -105,7 +105,8 @@ impl Wrapper {
         if now >= m.next_sweep {
             m.next_sweep = now + Duration::from_secs(1);
             let mut v = r.plan.sweep(m.rec_alive);
-            if v.error.is_none() {
+            // The run's own failure is the cause; a listing error is its echo.
+            if m.rec_error.is_some() {
                 v.error = m.rec_error.clone();
             }
             self.with(|s| {
