@@ -566,6 +566,7 @@ pub fn detect(settings: &Settings, global: &Global) -> Snapshot {
             })
             .collect(),
         warnings,
+        cpu: None,
     }
 }
 

@@ -9,6 +9,7 @@ pub mod cmd_config;
 pub mod commands;
 pub mod config;
 pub mod control;
+pub mod cpu;
 pub mod demo;
 pub mod devices;
 pub mod exit;

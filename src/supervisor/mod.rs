@@ -37,6 +37,8 @@ pub struct Info {
     pub mode: String,
     pub mediamtx: Mutex<MediamtxInfo>,
     pub warnings: Mutex<Vec<String>>,
+    /// The last full CPU window (`crate::cpu`), for `monitor`.
+    pub cpu: Mutex<Option<crate::status::CpuView>>,
 }
 
 /// Asks the supervisor's main loop to stop gracefully.
@@ -84,6 +86,7 @@ pub fn snapshot(registry: &Registry, info: &Info) -> Snapshot {
         mediamtx: info.mediamtx.lock().map(|m| m.clone()).unwrap_or_default(),
         streams,
         warnings: info.warnings.lock().map(|w| w.clone()).unwrap_or_default(),
+        cpu: info.cpu.lock().ok().and_then(|c| c.clone()),
     }
 }
 
@@ -111,6 +114,7 @@ impl Supervisor {
                 ..MediamtxInfo::default()
             }),
             warnings: Mutex::new(Vec::new()),
+            cpu: Mutex::new(None),
         });
         Supervisor {
             settings,
@@ -338,6 +342,7 @@ impl Supervisor {
         let mut next_watchdog = Instant::now();
         let mut next_scan = Instant::now() + self.settings.discovery.rescan;
         let mut next_metrics = Instant::now();
+        let mut cpu = crate::cpu::Meter::default();
         loop {
             match self.events.recv_timeout(Duration::from_millis(100)) {
                 Ok(Event::Stop(why)) => {
@@ -372,13 +377,20 @@ impl Supervisor {
                 crate::metrics_out::write(&self.settings, &self.registry, &self.info);
                 next_metrics = now + self.settings.mediamtx.poll;
             }
-            self.update_status_line();
+            self.update_status_line(&mut cpu, now);
         }
         self.shutdown();
     }
 
-    fn update_status_line(&mut self) {
+    /// The systemd status line, and a CPU mark when one is due (both from one snapshot).
+    fn update_status_line(&mut self, cpu: &mut crate::cpu::Meter, now: Instant) {
         let snap = snapshot(&self.registry, &self.info);
+        let pids: Vec<u32> = snap.streams.iter().filter_map(|s| s.pid).collect();
+        if let Some(view) = cpu.tick(now, &pids) {
+            if let Ok(mut c) = self.info.cpu.lock() {
+                *c = Some(view);
+            }
+        }
         let total = snap.streams.len();
         let ok = snap.streams.iter().filter(|s| s.state == "running").count();
         let line = format!("{ok}/{total} streams running");
