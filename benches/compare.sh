@@ -18,7 +18,8 @@ command -v runsvdir >/dev/null || need+=(runit)
 command -v supervisord >/dev/null || need+=(supervisor)
 if ((${#need[@]})); then
     echo "installing ${need[*]} (their services are not started: the benchmark runs its own)" >&2
-    # policy-rc.d keeps the packages' init scripts from starting a system-wide instance.
+    # A system-wide supervisord the package may start is left alone: the benchmark runs
+    # its own instances with their own configs and sockets.
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need[@]}" >&2
 fi
 cargo build --release >&2
