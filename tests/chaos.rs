@@ -124,7 +124,8 @@ fn name(card: u32) -> String {
 }
 
 impl Chaos {
-    pub fn start(seed: u64, streams: u32) -> Chaos {
+    /// `interval`: the fakes' progress interval (FAKE_FFMPEG_INTERVAL), None for 100 ms.
+    pub fn start(seed: u64, streams: u32, interval: Option<&str>) -> Chaos {
         let mut sup = Sup::new();
         for card in 1..=streams {
             sup.usb(card, &name(card));
@@ -136,6 +137,9 @@ impl Chaos {
         ];
         for (k, v) in env {
             sup.env.push((k.into(), v.display().to_string()));
+        }
+        if let Some(i) = interval {
+            sup.env.push(("FAKE_FFMPEG_INTERVAL".into(), i.into()));
         }
         sup.set_mode("run");
         sup.set("backoff", "initial", "\"50ms\"")
@@ -393,8 +397,10 @@ impl Chaos {
             });
         self.faults(events / 2, deadline);
         // Reload: change one device's bitrate; its child restarts with the new argv.
-        self.reload_bitrate = 96;
-        self.sup.extra = format!("[devices.\"{reloaded}\"]\nbitrate = \"96k\"\n");
+        // Alternate, so every reload (the soak repeats this phase) is a real change.
+        self.reload_bitrate = if self.reload_bitrate == 96 { 64 } else { 96 };
+        let rate = format!("{}k", self.reload_bitrate);
+        self.sup.extra = format!("[devices.\"{reloaded}\"]\nbitrate = \"{rate}\"\n");
         self.sup.write_config();
         let before = self.starts().get(&reloaded).map_or(0, Vec::len);
         kill(self.sup.supervisor_pid().unwrap(), libc::SIGHUP);
@@ -416,7 +422,7 @@ impl Chaos {
         let argv = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let argv = String::from_utf8_lossy(&argv).replace('\0', " ");
         assert!(
-            argv.contains("96k"),
+            argv.contains(&rate),
             "reloaded argv lacks the new bitrate: {argv}"
         );
         // Replug.
@@ -626,7 +632,7 @@ fn chaos_16_streams_faults_unplug_reload() {
     let mut pick = Rng(seed ^ 0xC4A0_5EED);
     let mut cards: Vec<u32> = (1..=STREAMS).collect();
     let [a, b, r] = [0; 3].map(|_| cards.remove(pick.below(cards.len() as u64) as usize));
-    let mut c = Chaos::start(seed, STREAMS);
+    let mut c = Chaos::start(seed, STREAMS, None);
     let sup_pid = c.sup.supervisor_pid().expect("supervisor pid");
     // Let start-up threads and allocations settle, then take the baseline.
     std::thread::sleep(Duration::from_secs(2));
@@ -654,4 +660,105 @@ fn chaos_16_streams_faults_unplug_reload() {
             c.injected
         );
     }
+}
+
+/// utime+stime of a process in clock ticks.
+fn cpu_ticks(pid: i32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let Some(i) = s.rfind(')') else { return 0 };
+    let f: Vec<&str> = s[i + 2..].split_whitespace().collect();
+    let t = |k: usize| f.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    t(11) + t(12)
+}
+
+/// The soak (benches/soak.sh; not in CI): the chaos mix at a gentle rate for
+/// `SOAK_MINUTES` (default 60) with the fakes writing progress every 0.5 s: a fault every
+/// 2–6 s, and every 10 minutes the unplug/replug + reload phase. Every minute one CSV line
+/// goes to `SOAK_CSV`: elapsed_s, rss_kib, fds, threads, cpu_pct (supervisor, over the
+/// minute), faults, restarts (sum over streams). The end-state checks of the chaos test
+/// run at the end.
+#[test]
+#[ignore = "hours long: run through benches/soak.sh"]
+fn soak() {
+    use std::io::Write;
+    let minutes: u64 = std::env::var("SOAK_MINUTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    let csv_path = std::env::var("SOAK_CSV").unwrap_or_else(|_| "soak.csv".into());
+    let seed = seed();
+    eprintln!("soak: seed {seed}, {minutes} min, CSV {csv_path}");
+    let mut csv = std::fs::File::create(&csv_path).expect("create SOAK_CSV");
+    writeln!(csv, "elapsed_s,rss_kib,fds,threads,cpu_pct,faults,restarts").unwrap();
+    let mut c = Chaos::start(seed, STREAMS, Some("0.5"));
+    let sup_pid = c.sup.supervisor_pid().expect("supervisor pid");
+    std::thread::sleep(Duration::from_secs(2));
+    let start = quiet_resources(sup_pid);
+    let t0 = Instant::now();
+    let end = t0 + Duration::from_secs(minutes * 60);
+    let hz = 100.0; // USER_HZ on Linux
+    let mut last = (Instant::now(), cpu_ticks(sup_pid));
+    let mut next_sample = Instant::now();
+    let mut next_middle = t0 + Duration::from_secs(600);
+    let mut next_fault = Instant::now();
+    let mut faults = 0usize;
+    let mut round = 0u32;
+    while Instant::now() < end {
+        let now = Instant::now();
+        if now >= next_sample {
+            let (th, fds, rss) = resources(sup_pid);
+            let ticks = cpu_ticks(sup_pid);
+            let dt = now.duration_since(last.0).as_secs_f64();
+            // Blank until a minute has passed (no window yet).
+            let cpu = if dt > 1.0 {
+                format!(
+                    "{:.3}",
+                    100.0 * (ticks.saturating_sub(last.1)) as f64 / hz / dt
+                )
+            } else {
+                String::new()
+            };
+            last = (now, ticks);
+            let restarts: u64 = c
+                .sup
+                .status()
+                .and_then(|v| {
+                    v["streams"]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(|s| s["restarts"].as_u64()).sum())
+                })
+                .unwrap_or(0);
+            writeln!(
+                csv,
+                "{},{rss},{fds},{th},{cpu},{faults},{restarts}",
+                t0.elapsed().as_secs()
+            )
+            .unwrap();
+            csv.flush().unwrap();
+            next_sample += Duration::from_secs(60);
+        }
+        if now >= next_middle {
+            round += 1;
+            let mut pick = Rng(seed ^ u64::from(round));
+            let mut cards: Vec<u32> = (1..=STREAMS).collect();
+            let [a, b, r] = [0; 3].map(|_| cards.remove(pick.below(cards.len() as u64) as usize));
+            eprintln!("soak: round {round}: unplug mic{a} mic{b}, reload mic{r}");
+            c.middle([a, b], r, 4, now + Duration::from_secs(300));
+            next_middle = Instant::now() + Duration::from_secs(600);
+        }
+        if now >= next_fault {
+            c.step();
+            if c.inject() {
+                faults += 1;
+            }
+            next_fault = Instant::now() + c.rng.millis(2000, 6000);
+        }
+        c.step();
+        // Gentle: the harness' own status polls (about one a second) are part of the load.
+        std::thread::sleep(Duration::from_millis(1000));
+    }
+    // Let what is in flight finish, then the same end-state checks as the chaos test.
+    c.faults(0, Instant::now() + Duration::from_secs(120));
+    check_end_state(&c, start, &c.sup.state_dir());
+    eprintln!("soak: seed {seed}: {:?}", c.injected);
 }
