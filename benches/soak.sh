@@ -23,6 +23,7 @@ echo "soak: $minutes min, CSV $csv" >&2
 # A private copy: rebuilding the tree meanwhile must not swap the binary under the soak.
 bin=$(mktemp /tmp/msm-soak-bin.XXXXXX)
 cp target/release/mediamtx-stream-manager "$bin"
+chmod 755 "$bin"
 trap 'rm -f "$bin"' EXIT
 echo "soak: binary of $(git rev-parse --short HEAD)$(git diff --quiet -- src || echo +changes)" >&2
 status=0
