@@ -7,7 +7,8 @@ Python 3 stdlib only. Every figure is measured on the running system, never assu
 * memory: sum of Pss from /proc/<pid>/smaps_rollup of the supervising processes only
   (ours: the supervisor; runit: runsvdir + every runsv; supervisord: its process);
   threads: sum of Threads from /proc/<pid>/status;
-* CPU: utime+stime of those processes over a steady window, % of one core;
+* CPU: their threads' run time (/proc/<pid>/task/*/schedstat, ns) over a steady window,
+  % of one core;
 * crash -> respawn: SIGKILL a child; the new child's own start-log timestamp (written by
   the fake right after exec and bash's start-up, the same for all three) minus the kill;
 * hang: the fake stops writing progress (SIGUSR1) -> a new child starts (or not: bound);
@@ -57,9 +58,18 @@ def stat_fields(pid):
     return s[i + 2:].split() if i > 0 else None
 
 
-def cpu_ticks(pid):
-    f = stat_fields(pid)
-    return int(f[11]) + int(f[12]) if f else 0
+def cpu_ns(pid):
+    """CPU time of every thread of a process, ns (schedstat: exact, where utime+stime
+    are whole clock ticks per thread and undercount hundreds of mostly idle threads)."""
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0
+    for t in tasks:
+        s = read(f"/proc/{pid}/task/{t}/schedstat").split()
+        total += int(s[0]) if s else 0
+    return total
 
 
 def pss_kib(pid):
@@ -366,12 +376,12 @@ def measure_start(sys_, log_, n, limit):
 
 def measure_steady(sys_, window):
     pids = sys_.supervising()
-    before = {p: cpu_ticks(p) for p in pids}
+    before = {p: cpu_ns(p) for p in pids}
     t0 = time.monotonic()
     time.sleep(window)
     dt = time.monotonic() - t0
     pids = sys_.supervising()
-    used = sum(cpu_ticks(p) - before.get(p, cpu_ticks(p)) for p in pids) / HZ
+    used = sum(cpu_ns(p) - before.get(p, cpu_ns(p)) for p in pids) / 1e9
     return {
         "cpu_pct": 100.0 * used / dt,
         "pss_kib": sum(pss_kib(p) for p in pids),

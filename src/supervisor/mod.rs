@@ -382,17 +382,24 @@ impl Supervisor {
         self.shutdown();
     }
 
-    /// The systemd status line, and a CPU mark when one is due (both from one snapshot).
+    /// The systemd status line, and a CPU mark when one is due. Reads each stream's state
+    /// and pid only: a full snapshot ten times a second was a third of the supervisor's CPU
+    /// at hundreds of streams (docs/performance.md).
     fn update_status_line(&mut self, cpu: &mut crate::cpu::Meter, now: Instant) {
-        let snap = snapshot(&self.registry, &self.info);
-        let pids: Vec<u32> = snap.streams.iter().filter_map(|s| s.pid).collect();
+        let (mut ok, mut total, mut pids) = (0, 0, Vec::new());
+        if let Ok(r) = self.registry.read() {
+            for h in r.values() {
+                let s = h.shared.lock().unwrap_or_else(|e| e.into_inner());
+                total += 1;
+                ok += usize::from(s.state == stream::State::Running);
+                pids.extend(s.pid);
+            }
+        }
         if let Some(view) = cpu.tick(now, &pids) {
             if let Ok(mut c) = self.info.cpu.lock() {
                 *c = Some(view);
             }
         }
-        let total = snap.streams.len();
-        let ok = snap.streams.iter().filter(|s| s.state == "running").count();
         let line = format!("{ok}/{total} streams running");
         if line != self.last_status_line {
             notify::notify(&format!("STATUS={line}"));
