@@ -8,6 +8,7 @@ pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod control;
+pub mod cpu;
 pub mod devices;
 pub mod exit;
 pub mod ffmpeg;

@@ -10,6 +10,18 @@ pub struct Snapshot {
     pub streams: Vec<StreamStatus>,
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// CPU measured by the supervisor over its last full period (absent until one passed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<CpuView>,
+}
+
+/// CPU use over the supervisor's last marking period (`cpu.rs`), % of one core.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct CpuView {
+    pub window_s: f64,
+    pub supervisor: f64,
+    /// Child pid -> % of one core; only children alive for the whole window.
+    pub children: std::collections::BTreeMap<u32, f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]

@@ -11,7 +11,7 @@ use crate::cli::Global;
 use crate::config::Settings;
 use crate::control::{self, Request};
 use crate::exit::{Error, Exit};
-use crate::status::Snapshot;
+use crate::status::{CpuView, Snapshot};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
@@ -163,22 +163,6 @@ fn stream_message(st: &crate::status::StreamStatus, grace: Duration) -> String {
     )
 }
 
-fn ticks() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t as f64
-    } else {
-        100.0
-    }
-}
-
-fn cpu_ticks(pid: i32) -> Option<u64> {
-    let f = crate::child::stat_fields(pid)?;
-    // After "(comm) ": state is index 0, utime 11, stime 12.
-    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
-}
-
 fn rss_mb(pid: i32) -> Option<f64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kb: f64 = s
@@ -195,19 +179,59 @@ fn fd_count(pid: i32) -> Option<u64> {
     Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64)
 }
 
+/// The window over which `monitor` samples CPU itself, for processes the supervisor's own
+/// measurement does not cover yet (SPEC §8: CPU "sampled now", never the lifetime average),
+/// and between the two orphan scans.
+pub const WINDOW: Duration = Duration::from_millis(300);
+
+/// CPU from the supervisor's last full window (`crate::cpu`) where it has one; the rest
+/// (no window yet: just started, or a child spawned since its last mark) sampled over
+/// `WINDOW` here. FDs and RSS are read now.
+pub fn measure(pids: &[(i32, String)], sup_pid: i32, cpu: Option<&CpuView>) -> Vec<Sample> {
+    let known = |pid: i32| -> Option<f64> {
+        let cpu = cpu?;
+        if pid == sup_pid {
+            Some(cpu.supervisor)
+        } else {
+            cpu.children.get(&u32::try_from(pid).ok()?).copied()
+        }
+    };
+    let mut out = Vec::new();
+    let mut rest = Vec::new();
+    for (pid, what) in pids {
+        match known(*pid) {
+            Some(pct) if crate::cpu::ticks(*pid).is_some() => out.push(Sample {
+                pid: *pid,
+                what: what.clone(),
+                fds: fd_count(*pid).unwrap_or(0),
+                cpu_percent: pct,
+                rss_mb: rss_mb(*pid).unwrap_or(0.0),
+            }),
+            Some(_) => {} // exited since: nothing to judge (as a sample over a window)
+            None => rest.push((*pid, what.clone())),
+        }
+    }
+    if !rest.is_empty() {
+        out.extend(sample(&rest, WINDOW));
+    }
+    // The caller's order: supervisor first, then streams.
+    out.sort_by_key(|s| pids.iter().position(|(p, _)| *p == s.pid));
+    out
+}
+
 /// Sample CPU over `window` (never the lifetime average), FDs and RSS now.
 pub fn sample(pids: &[(i32, String)], window: Duration) -> Vec<Sample> {
     let before: BTreeMap<i32, u64> = pids
         .iter()
-        .filter_map(|(p, _)| Some((*p, cpu_ticks(*p)?)))
+        .filter_map(|(p, _)| Some((*p, crate::cpu::ticks(*p)?)))
         .collect();
     let t0 = Instant::now();
     std::thread::sleep(window);
     let dt = t0.elapsed().as_secs_f64();
-    let hz = ticks();
+    let hz = crate::cpu::clock_ticks();
     pids.iter()
         .filter_map(|(pid, what)| {
-            let after = cpu_ticks(*pid)?;
+            let after = crate::cpu::ticks(*pid)?;
             let used = after.saturating_sub(*before.get(pid)?) as f64 / hz;
             Some(Sample {
                 pid: *pid,
@@ -291,13 +315,16 @@ pub fn check(settings: &Settings) -> (Vec<Finding>, Vec<Sample>) {
             .iter()
             .filter_map(|s| Some((s.pid? as i32, format!("ffmpeg {}", s.name)))),
     );
-    // Orphans are scanned before and after the sampling window and reported only when seen
-    // in both: a child's short-lived helper can vanish or be re-parented mid-scan, and a
-    // false 2 makes cron restart the whole service.
+    // Orphans are scanned twice, `WINDOW` apart, and reported only when seen in both: a
+    // child's short-lived helper can vanish or be re-parented mid-scan, and a false 2 makes
+    // cron restart the whole service. CPU comes from the supervisor's own window, so the
+    // wait happens only when there is a suspect (or a process it has not measured yet).
+    let t0 = Instant::now();
     let suspects: Vec<i32> = orphans(state_dir, sup_pid).iter().map(|m| m.pid).collect();
-    let samples = sample(&pids, Duration::from_millis(300));
+    let samples = measure(&pids, sup_pid, snap.cpu.as_ref());
     findings.extend(judge_resources(&samples, &settings.monitor));
     if !suspects.is_empty() {
+        std::thread::sleep(WINDOW.saturating_sub(t0.elapsed()));
         findings.extend(
             orphans(state_dir, sup_pid)
                 .into_iter()
@@ -391,6 +418,38 @@ mod tests {
         ];
         for (i, (marked, sup, want)) in table.into_iter().enumerate() {
             assert_eq!(is_orphan(&marked, sup), want, "row {i}");
+        }
+    }
+
+    #[test]
+    fn cpu_from_the_supervisor_window_needs_no_wait() {
+        let me = std::process::id() as i32;
+        let view = CpuView {
+            window_s: 2.0,
+            supervisor: 42.5,
+            children: [(me as u32, 7.0)].into_iter().collect(),
+        };
+        let pids = [(me, "supervisor".to_string())];
+        // (supervisor pid, view, cpu wanted (None: sampled here), waited the window?)
+        let table = [
+            (me, Some(&view), Some(42.5), false),
+            (0, Some(&view), Some(7.0), false), // as a child of some other supervisor
+            (me, None, None, true),             // no window yet: sampled over WINDOW
+        ];
+        for (i, (sup, cpu, want, waits)) in table.into_iter().enumerate() {
+            let t0 = Instant::now();
+            let got = measure(&pids, sup, cpu);
+            let waited = t0.elapsed() >= WINDOW;
+            assert_eq!(got.len(), 1, "row {i}");
+            assert_eq!(waited, waits, "row {i}");
+            if let Some(w) = want {
+                assert_eq!(got[0].cpu_percent, w, "row {i}");
+            }
+            assert!(
+                got[0].fds > 0 && got[0].rss_mb > 0.0,
+                "row {i}: {:?}",
+                got[0]
+            );
         }
     }
 

@@ -92,6 +92,7 @@ pub fn detect(settings: &Settings, global: &Global) -> Snapshot {
             })
             .collect(),
         warnings,
+        cpu: None,
     }
 }
 

@@ -5,12 +5,13 @@
 
 pub mod backoff;
 pub mod poller;
+mod reload;
 pub mod source;
 pub mod stream;
 pub mod watch;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -40,6 +41,8 @@ pub struct Info {
     pub mode: Mutex<String>,
     pub mediamtx: Mutex<MediamtxInfo>,
     pub warnings: Mutex<Vec<String>>,
+    /// The last full CPU window (`crate::cpu`), for `monitor`.
+    pub cpu: Mutex<Option<crate::status::CpuView>>,
 }
 
 /// Asks the supervisor's main loop to stop gracefully.
@@ -89,6 +92,7 @@ pub fn snapshot(registry: &Registry, info: &Info) -> Snapshot {
         mediamtx: info.mediamtx.lock().map(|m| m.clone()).unwrap_or_default(),
         streams,
         warnings: info.warnings.lock().map(|w| w.clone()).unwrap_or_default(),
+        cpu: info.cpu.lock().ok().and_then(|c| c.clone()),
     }
 }
 
@@ -130,6 +134,7 @@ impl Supervisor {
                 ..MediamtxInfo::default()
             }),
             warnings: Mutex::new(Vec::new()),
+            cpu: Mutex::new(None),
         });
         Supervisor {
             settings,
@@ -393,132 +398,6 @@ impl Supervisor {
         }
     }
 
-    /// Stop and remove every stream not in `keep` (renamed, disabled, mode changed, or
-    /// its device absent: a fresh start would not list it either). Their children are
-    /// reaped before the new set starts, so a renamed stream's successor finds the ALSA
-    /// device free; a wrapper slower than the stop grace is left to finish on its own.
-    fn retire_all_but(&mut self, keep: &BTreeSet<String>) {
-        let names: Vec<String> = self
-            .registry
-            .read()
-            .map(|r| r.keys().filter(|n| !keep.contains(*n)).cloned().collect())
-            .unwrap_or_default();
-        let mut stopping = Vec::new();
-        for name in names {
-            let handle = self.registry.write().ok().and_then(|mut r| r.remove(&name));
-            self.present.remove(&name);
-            if let Some(h) = handle {
-                log::info!("{name}: not in the reloaded configuration; stopping and removing it");
-                let _ = h.tx.send(Msg::Stop);
-            }
-            stopping.extend(self.threads.remove(&name));
-        }
-        let until = Instant::now() + self.settings.stop.grace + Duration::from_secs(2);
-        while Instant::now() < until && stopping.iter().any(|t| !t.is_finished()) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        for t in stopping {
-            if t.is_finished() {
-                let _ = t.join();
-            } else {
-                self.retired.push(t);
-            }
-        }
-    }
-
-    /// Apply what a reload changed outside the stream set: the mode label, the MediaMTX
-    /// poller, and a warning (in the log and in `status`) for settings that only take
-    /// effect at the next start, whose old values stay in force until then.
-    fn apply_reloaded(&mut self, old: &Settings) {
-        if let Ok(mut m) = self.info.mode.lock() {
-            *m = self.source.mode_label(&self.settings);
-        }
-        let new = &mut self.settings;
-        let mut fixed = Vec::new();
-        if new.paths.state_dir != old.paths.state_dir {
-            fixed.push(format!(
-                "paths.state_dir {} (lock, control socket, pid files)",
-                old.paths.state_dir.display()
-            ));
-            new.paths.state_dir = old.paths.state_dir.clone();
-        }
-        if new.paths.log_dir != old.paths.log_dir {
-            fixed.push(format!("paths.log_dir {}", old.paths.log_dir.display()));
-            new.paths.log_dir = old.paths.log_dir.clone();
-        }
-        if new.discovery.watch != old.discovery.watch {
-            fixed.push(format!("discovery.watch = {}", old.discovery.watch));
-            new.discovery.watch = old.discovery.watch;
-        }
-        if new.paths.dev_snd != old.paths.dev_snd && old.discovery.watch {
-            fixed.push(format!(
-                "the hot-plug watch on {} (paths.dev_snd; scans use the new one)",
-                old.paths.dev_snd.display()
-            ));
-        }
-        if new.metrics.listen != old.metrics.listen {
-            fixed.push(format!(
-                "metrics.listen {}",
-                old.metrics.listen.as_deref().unwrap_or("(off)")
-            ));
-            new.metrics.listen = old.metrics.listen.clone();
-        }
-        let warnings: Vec<String> = fixed
-            .iter()
-            .map(|f| format!("reload: cannot change while running, keeps {f} until the next start"))
-            .collect();
-        for w in &warnings {
-            log::warn!("{w}");
-        }
-        if let Ok(mut w) = self.info.warnings.lock() {
-            *w = warnings;
-        }
-        if new.mediamtx != old.mediamtx
-            || new.health.unpublished_timeout != old.health.unpublished_timeout
-        {
-            self.poller_epoch.fetch_add(1, Ordering::SeqCst);
-            if let Ok(mut m) = self.info.mediamtx.lock() {
-                *m = MediamtxInfo {
-                    enabled: new.mediamtx.api,
-                    api_url: crate::util::redact_url(&new.mediamtx.api_url),
-                    ..MediamtxInfo::default()
-                };
-            }
-            // What the old poller saw says nothing about the new server.
-            let reg = self.registry.read().map(|r| r.clone()).unwrap_or_default();
-            for h in reg.values() {
-                let mut st = h.shared.lock().unwrap_or_else(|e| e.into_inner());
-                st.published = None;
-                st.mediamtx = None;
-                st.touch();
-            }
-            log::info!(
-                "MediaMTX settings changed: {}",
-                if new.mediamtx.api {
-                    "poller restarted with them"
-                } else {
-                    "API checks off"
-                }
-            );
-            if new.mediamtx.api {
-                self.start_poller();
-            }
-        }
-    }
-
-    fn reload(&mut self) {
-        match self.source.reload() {
-            Ok(Some(settings)) => {
-                log::info!("configuration reloaded");
-                let old = std::mem::replace(&mut self.settings, settings);
-                self.apply_reloaded(&old);
-                self.sync(true);
-            }
-            Ok(None) => self.rescan(),
-            Err(e) => log::error!("reload failed, keeping the running configuration: {e}"),
-        }
-    }
-
     /// The main loop; returns after a stop with every child reaped.
     pub fn run(mut self) {
         notify::notify("READY=1");
@@ -526,6 +405,7 @@ impl Supervisor {
         let mut next_watchdog = Instant::now();
         let mut next_scan = Instant::now() + self.settings.discovery.rescan;
         let mut next_metrics = Instant::now();
+        let mut cpu = crate::cpu::Meter::default();
         loop {
             match self.events.recv_timeout(Duration::from_millis(100)) {
                 Ok(Event::Stop(why)) => {
@@ -562,15 +442,29 @@ impl Supervisor {
                 self.report();
                 next_metrics = now + self.settings.mediamtx.poll;
             }
-            self.update_status_line();
+            self.update_status_line(&mut cpu, now);
         }
         self.shutdown();
     }
 
-    fn update_status_line(&mut self) {
-        let snap = snapshot(&self.registry, &self.info);
-        let total = snap.streams.len();
-        let ok = snap.streams.iter().filter(|s| s.state == "running").count();
+    /// The systemd status line, and a CPU mark when one is due. Reads each stream's state
+    /// and pid only: a full snapshot ten times a second was a third of the supervisor's CPU
+    /// at hundreds of streams (docs/performance.md).
+    fn update_status_line(&mut self, cpu: &mut crate::cpu::Meter, now: Instant) {
+        let (mut ok, mut total, mut pids) = (0, 0, Vec::new());
+        if let Ok(r) = self.registry.read() {
+            for h in r.values() {
+                let s = h.shared.lock().unwrap_or_else(|e| e.into_inner());
+                total += 1;
+                ok += usize::from(s.state == stream::State::Running);
+                pids.extend(s.pid);
+            }
+        }
+        if let Some(view) = cpu.tick(now, &pids) {
+            if let Ok(mut c) = self.info.cpu.lock() {
+                *c = Some(view);
+            }
+        }
         let line = format!("{ok}/{total} streams running");
         if line != self.last_status_line {
             notify::notify(&format!("STATUS={line}"));

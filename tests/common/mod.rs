@@ -5,9 +5,12 @@ pub mod rtsp;
 
 use std::path::PathBuf;
 
-/// Path of the built binary under test.
+/// Path of the built binary under test; `MSM_TEST_BIN` overrides it (benches/soak.sh runs
+/// the release build under the debug test harness).
 pub fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_mediamtx-stream-manager"))
+    std::env::var_os("MSM_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_mediamtx-stream-manager")))
 }
 
 /// Real ffmpeg on PATH; in CI its absence is a failure, elsewhere too (TESTING.md §3).

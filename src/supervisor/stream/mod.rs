@@ -129,7 +129,32 @@ pub struct Wrapper {
     last_count: Option<(u32, Instant)>,
 }
 
-const TICK: Duration = Duration::from_millis(100);
+/// The longest a wrapper sleeps between looks at its timers. It normally sleeps until the
+/// next one is due (`next_due`): a fixed 100 ms tick per stream was most of the supervisor's
+/// CPU at hundreds of streams (docs/performance.md).
+const TICK: Duration = Duration::from_secs(1);
+
+/// When a running child's wrapper must look at its timers next (None: only messages).
+/// `ending`: Some(kill_at) once the child is being ended (nothing else is checked then);
+/// `media`: (next sweep, next probe if probing) when recording; `progress`: the start
+/// timeout before the first progress, the stall deadline after it.
+fn next_due(
+    ending: Option<Option<Instant>>,
+    media: Option<(Instant, Option<Instant>)>,
+    progress: Instant,
+) -> Option<Instant> {
+    if let Some(kill_at) = ending {
+        return kill_at;
+    }
+    let mut due = progress;
+    if let Some((sweep, probe)) = media {
+        due = due.min(sweep);
+        if let Some(p) = probe {
+            due = due.min(p);
+        }
+    }
+    Some(due)
+}
 
 impl Wrapper {
     pub fn new(
@@ -334,7 +359,22 @@ impl Wrapper {
         let mut pending_cfg: Option<StreamConfig> = None;
 
         loop {
-            let msg = self.rx.recv_timeout(TICK);
+            let due = next_due(
+                ending.as_ref().map(|e| e.kill_at),
+                self.cfg.recording.as_ref().map(|_| {
+                    let probing = media.rtsp_down.is_some() && media.rec_alive;
+                    (media.next_sweep, probing.then_some(media.next_probe))
+                }),
+                if got_progress {
+                    last_advance + self.cfg.health.stall_timeout
+                } else {
+                    spawned_at + self.cfg.health.start_timeout
+                },
+            );
+            let wait = due.map_or(TICK, |d| {
+                d.saturating_duration_since(Instant::now()).min(TICK)
+            });
+            let msg = self.rx.recv_timeout(wait);
             let now = Instant::now();
             match msg {
                 Ok(Msg::Progress(g, p)) if g == gen => {
@@ -527,3 +567,6 @@ impl Wrapper {
         });
     }
 }
+
+#[cfg(test)]
+mod tests;
