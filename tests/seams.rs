@@ -506,3 +506,43 @@ fn reload_names_settings_that_need_a_restart() {
     });
     assert!(!new_state.exists());
 }
+
+/// A reload while a microphone is unplugged: its stream keeps waiting (restart count
+/// kept, `monitor` still reports it) unless the new settings disable or rename it.
+#[test]
+fn reload_while_unplugged_keeps_the_waiting_stream_unless_it_is_gone_from_the_config() {
+    let mut s = two_running();
+    let old = pid(&s, "garden").expect("pid");
+    kill(old, libc::SIGKILL); // one counted restart to carry across
+    s.wait_for("garden restarted", LIMIT, |s| {
+        stream(s, "garden")["restarts"] == 1 && state(s, "garden") == "running"
+    });
+    s.host.remove_card(1);
+    s.wait_for("garden waiting", LIMIT, |s| {
+        state(s, "garden") == "waiting-for-device"
+    });
+    s.set("health", "silence_for", "\"7s\""); // an unrelated edit
+    s.write_config();
+    reload(&s);
+    assert_eq!(names(&s), ["garden", "studio"]);
+    let v = stream(&s, "garden");
+    assert_eq!(v["state"], "waiting-for-device", "{v}");
+    assert_eq!(v["restarts"], 1, "history kept: {v}");
+    assert_eq!(
+        s.run(&["monitor"]).status.code(),
+        Some(10),
+        "the missing mic is reported"
+    );
+    s.usb(1, "garden");
+    s.wait_for("garden back", LIMIT, |s| state(s, "garden") == "running");
+    assert_eq!(stream(&s, "garden")["restarts"], 2);
+    // Unplugged again, and this time the reload disables it: gone.
+    s.host.remove_card(1);
+    s.wait_for("garden waiting", LIMIT, |s| {
+        state(s, "garden") == "waiting-for-device"
+    });
+    s.extra = "[devices.garden]\nenabled = false\n".into();
+    s.write_config();
+    reload(&s);
+    assert_eq!(names(&s), ["studio"]);
+}

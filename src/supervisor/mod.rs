@@ -341,16 +341,19 @@ impl Supervisor {
 
     /// Compare what the host offers now with the running set (hot-plug).
     fn rescan(&mut self) {
-        self.sync(false);
+        self.sync(None);
     }
 
     /// Bring the running set in line with the source. `prune` (a reload): a stream that is
     /// not planned any more is stopped and removed rather than left waiting for a device
-    /// that will never carry its name again, so the set is exactly what a fresh start runs.
-    fn sync(&mut self, prune: bool) {
+    /// that will never carry its name again; only the streams in `prune` (waiting for an
+    /// unplugged device that the new settings would still stream under the same name)
+    /// are kept besides the plan.
+    fn sync(&mut self, prune: Option<&BTreeSet<String>>) {
         let configs = self.source.scan(&self.settings);
-        if prune {
-            let keep: BTreeSet<String> = configs.iter().map(|c| c.name.clone()).collect();
+        if let Some(absent) = prune {
+            let mut keep: BTreeSet<String> = configs.iter().map(|c| c.name.clone()).collect();
+            keep.extend(absent.iter().cloned());
             self.retire_all_but(&keep);
         }
         let mut seen = Vec::new();

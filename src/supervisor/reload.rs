@@ -17,7 +17,13 @@ impl Supervisor {
                 log::info!("configuration reloaded");
                 let old = std::mem::replace(&mut self.settings, settings);
                 self.apply_reloaded(&old);
-                self.sync(true);
+                let absent: BTreeSet<String> = self
+                    .present
+                    .iter()
+                    .filter(|(n, here)| !**here && still_wanted(&old, &self.settings, n))
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                self.sync(Some(&absent));
             }
             Ok(None) => self.rescan(),
             Err(e) => log::error!("reload failed, keeping the running configuration: {e}"),
@@ -134,6 +140,70 @@ impl Supervisor {
             if new.mediamtx.api {
                 self.start_poller();
             }
+        }
+    }
+}
+
+/// Whether a stream waiting for its unplugged device would still stream under the same
+/// name after the reload: same mode, not disabled, not renamed. It then keeps its wrapper
+/// (its restart count, and `monitor` keeps reporting the missing device); otherwise it
+/// goes like any stream the new plan does not have.
+fn still_wanted(old: &Settings, new: &Settings, name: &str) -> bool {
+    let d = new.devices.get(name);
+    old.mode == new.mode
+        && d.and_then(|d| d.enabled) != Some(false)
+        && d.and_then(|d| d.stream.as_deref())
+            .is_none_or(|s| s == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{DeviceOverride, Mode};
+
+    #[test]
+    fn absent_stream_kept_only_if_still_wanted() {
+        let base = Settings::default();
+        let with = |f: &dyn Fn(&mut Settings)| {
+            let mut s = Settings::default();
+            f(&mut s);
+            s
+        };
+        let dev = |enabled: Option<bool>, stream: Option<&str>| DeviceOverride {
+            enabled,
+            stream: stream.map(str::to_string),
+            ..DeviceOverride::default()
+        };
+        let table: Vec<(Settings, bool)> = vec![
+            (Settings::default(), true),
+            (with(&|s| s.mode = Mode::Multiplex), false),
+            (
+                with(&|s| {
+                    s.devices.insert("mic".into(), dev(Some(false), None));
+                }),
+                false,
+            ),
+            (
+                with(&|s| {
+                    s.devices.insert("mic".into(), dev(None, Some("pond")));
+                }),
+                false,
+            ),
+            (
+                with(&|s| {
+                    s.devices.insert("mic".into(), dev(Some(true), Some("mic")));
+                }),
+                true,
+            ),
+            (
+                with(&|s| {
+                    s.devices.insert("other".into(), dev(Some(false), None));
+                }),
+                true,
+            ),
+        ];
+        for (i, (new, want)) in table.iter().enumerate() {
+            assert_eq!(still_wanted(&base, new, "mic"), *want, "row {i}");
         }
     }
 }
