@@ -5,8 +5,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -631,20 +630,6 @@ fn parse_metrics(text: &str) -> (BTreeMap<String, f64>, BTreeSet<String>) {
     (series, families)
 }
 
-fn http_get(port: u16, path: &str) -> (String, String) {
-    let mut c = TcpStream::connect(("127.0.0.1", port)).expect("connect metrics");
-    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        c,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    c.read_to_string(&mut raw).expect("read answer");
-    let (head, body) = raw.split_once("\r\n\r\n").expect("HTTP head");
-    (head.to_string(), body.to_string())
-}
-
 #[test]
 fn metrics_textfile_and_endpoint_show_the_families() {
     let mock = publishing_mock();
@@ -715,7 +700,7 @@ fn metrics_textfile_and_endpoint_show_the_families() {
         "{build}"
     );
 
-    let (head, body) = http_get(port, "/metrics");
+    let (head, body) = common::http_get(port, "/metrics");
     assert!(
         head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"),
         "{head}"

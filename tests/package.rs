@@ -181,27 +181,14 @@ fn supervisor_works_under_the_units_capability_set() {
     s.usb(2, "studio");
     s.set_mode("run");
     s.write_config();
-    let inner = s.cmd(&["start", "--foreground"]);
     let mut outer = Command::new("setpriv");
-    outer
-        .args([
-            "--bounding-set=-all",
-            "--inh-caps=-all",
-            "--no-new-privs",
-            "--",
-        ])
-        .arg(inner.get_program())
-        .args(inner.get_args())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(fs::File::create(s.dir.path().join("supervisor.err")).unwrap());
-    for (k, v) in inner.get_envs() {
-        match v {
-            Some(v) => outer.env(k, v),
-            None => outer.env_remove(k),
-        };
-    }
-    s.foreground = Some(outer.spawn().expect("spawn setpriv"));
+    outer.args([
+        "--bounding-set=-all",
+        "--inh-caps=-all",
+        "--no-new-privs",
+        "--",
+    ]);
+    s.start_wrapped(outer);
     let both_running = |s: &Sup| {
         ["garden", "studio"]
             .iter()
@@ -519,53 +506,14 @@ fn every_system_call_the_service_makes_passes_the_units_filter() {
     mock.set_path("garden", true);
     mock.grow("garden", 4096);
     let port = common::rtsp::free_port();
-    s.usb(1, "garden");
-    s.ffmpeg = "ffmpeg".into();
-    s.rtsp_url = format!("rtsp://127.0.0.1:{}", rx.port());
-    s.extra = format!(
-        "[devices.garden]\nalsa_device = \"tonemic\"\n\
-         [recording]\nenabled = true\ndir = {:?}\nsegment = \"1s\"\n",
-        s.dir.path().join("rec").display().to_string()
-    );
-    s.env.push((
-        "ALSA_CONFIG_PATH".into(),
-        format!("/usr/share/alsa/alsa.conf:{}", conf.display()),
-    ));
     let textfile = s.dir.path().join("m.prom");
-    s.set("health", "start_timeout", "\"10s\"")
-        .set("health", "stall_timeout", "\"3s\"")
-        .set("mediamtx", "api", "true")
-        .set("mediamtx", "api_url", &format!("{:?}", mock.url()))
-        .set("mediamtx", "poll", "\"200ms\"")
-        .set("startup", "mediamtx_wait", "\"2s\"")
-        .set(
-            "metrics",
-            "textfile",
-            &format!("{:?}", textfile.display().to_string()),
-        )
-        .set("metrics", "listen", &format!("\"127.0.0.1:{port}\""));
-    s.write_config();
+    let rec_dir = s.dir.path().join("rec");
+    s.real_metrics_box(&conf, rx.port(), &mock.url(), port, &textfile, &rec_dir);
 
     let trace = s.dir.path().join("strace.txt");
-    let inner = s.cmd(&["start", "--foreground"]);
     let mut outer = Command::new("strace");
-    outer
-        .args(["-f", "-qq", "-c", "-o"])
-        .arg(&trace)
-        .arg("--")
-        .arg(inner.get_program())
-        .args(inner.get_args())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(fs::File::create(s.dir.path().join("supervisor.err")).unwrap());
-    for (k, v) in inner.get_envs() {
-        match v {
-            Some(v) => outer.env(k, v),
-            None => outer.env_remove(k),
-        };
-    }
-    // As the harness's foreground child, so a failing test still kills it.
-    s.foreground = Some(outer.spawn().expect("spawn strace"));
+    outer.args(["-f", "-qq", "-c", "-o"]).arg(&trace).arg("--");
+    s.start_wrapped(outer);
     s.wait_for("supervisor answering", Duration::from_secs(30), |s| {
         s.status().is_some()
     });

@@ -6,8 +6,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -48,20 +47,6 @@ fn promtool(args: &[&str], stdin: &str) -> (bool, String) {
         String::from_utf8_lossy(&o.stderr)
     );
     (o.status.success(), text)
-}
-
-fn http_get(port: u16, path: &str) -> (String, String) {
-    let mut c = TcpStream::connect(("127.0.0.1", port)).expect("connect metrics");
-    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        c,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = String::new();
-    c.read_to_string(&mut raw).expect("read answer");
-    let (head, body) = raw.split_once("\r\n\r\n").expect("HTTP head");
-    (head.to_string(), body.to_string())
 }
 
 /// Families (`# TYPE` names) and series keys (`name{labels}`) of an exposition.
@@ -185,31 +170,7 @@ fn real_exposition_passes_promtool_and_has_every_name_alerts_and_dashboard_use()
     std::fs::create_dir_all(textfile.parent().unwrap()).unwrap();
     let rec_dir = s.dir.path().join("rec");
     let port = free_port();
-    s.usb(1, "garden");
-    s.ffmpeg = "ffmpeg".into();
-    s.rtsp_url = format!("rtsp://127.0.0.1:{}", rx.port());
-    s.extra = format!(
-        "[devices.garden]\nalsa_device = \"tonemic\"\n\
-         [recording]\nenabled = true\ndir = {:?}\nsegment = \"1s\"\n",
-        rec_dir.display().to_string()
-    );
-    s.env.push((
-        "ALSA_CONFIG_PATH".into(),
-        format!("/usr/share/alsa/alsa.conf:{}", conf.display()),
-    ));
-    s.set("health", "start_timeout", "\"10s\"")
-        .set("health", "stall_timeout", "\"3s\"")
-        .set("mediamtx", "api", "true")
-        .set("mediamtx", "api_url", &format!("{:?}", mock.url()))
-        .set("mediamtx", "poll", "\"200ms\"")
-        .set("startup", "mediamtx_wait", "\"2s\"")
-        .set(
-            "metrics",
-            "textfile",
-            &format!("{:?}", textfile.display().to_string()),
-        )
-        .set("metrics", "listen", &format!("\"127.0.0.1:{port}\""));
-    s.write_config();
+    s.real_metrics_box(&conf, rx.port(), &mock.url(), port, &textfile, &rec_dir);
     s.start_foreground();
 
     let want_present = [
@@ -227,7 +188,7 @@ fn real_exposition_passes_promtool_and_has_every_name_alerts_and_dashboard_use()
         },
     );
     let text = std::fs::read_to_string(&textfile).unwrap();
-    let (head, body) = http_get(port, "/metrics");
+    let (head, body) = common::http_get(port, "/metrics");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
 
     // Every name the alerts, their tests and the dashboard use is a family we export,

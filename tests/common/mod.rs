@@ -53,3 +53,20 @@ pub fn tool_available(test: &str, probe: &mut std::process::Command, install: &s
     eprintln!("SKIPPED {test}: `{tool}` not available (install: {install})");
     false
 }
+
+/// A plain HTTP/1.1 GET on 127.0.0.1: (head, body).
+pub fn http_get(port: u16, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    c.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        c,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    c.read_to_string(&mut raw).expect("read answer");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("HTTP head");
+    (head.to_string(), body.to_string())
+}

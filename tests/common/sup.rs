@@ -321,3 +321,66 @@ impl Drop for Sup {
         }
     }
 }
+
+impl Sup {
+    /// `start --foreground` run under `wrapper` (e.g. `setpriv ... --`, `strace ... --`),
+    /// with this harness's environment and stderr file, as its foreground child (so a
+    /// failing test still kills it).
+    pub fn start_wrapped(&mut self, mut wrapper: Command) {
+        let inner = self.cmd(&["start", "--foreground"]);
+        wrapper
+            .arg(inner.get_program())
+            .args(inner.get_args())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::create(self.dir.path().join("supervisor.err")).expect("stderr file"),
+            );
+        for (k, v) in inner.get_envs() {
+            match v {
+                Some(v) => wrapper.env(k, v),
+                None => wrapper.env_remove(k),
+            };
+        }
+        self.foreground = Some(wrapper.spawn().expect("spawn wrapped supervisor"));
+    }
+
+    /// One real-ffmpeg stream "garden" on the virtual ALSA tone mic of `asound_conf`,
+    /// publishing to `rtsp_port`, recording 1 s segments into `rec_dir`, with the MediaMTX
+    /// API at `api_url` and metrics in `textfile` and on `127.0.0.1:<listen_port>`.
+    pub fn real_metrics_box(
+        &mut self,
+        asound_conf: &Path,
+        rtsp_port: u16,
+        api_url: &str,
+        listen_port: u16,
+        textfile: &Path,
+        rec_dir: &Path,
+    ) {
+        self.usb(1, "garden");
+        self.ffmpeg = "ffmpeg".into();
+        self.rtsp_url = format!("rtsp://127.0.0.1:{rtsp_port}");
+        self.extra = format!(
+            "[devices.garden]\nalsa_device = \"tonemic\"\n\
+             [recording]\nenabled = true\ndir = {:?}\nsegment = \"1s\"\n",
+            rec_dir.display().to_string()
+        );
+        self.env.push((
+            "ALSA_CONFIG_PATH".into(),
+            format!("/usr/share/alsa/alsa.conf:{}", asound_conf.display()),
+        ));
+        self.set("health", "start_timeout", "\"10s\"")
+            .set("health", "stall_timeout", "\"3s\"")
+            .set("mediamtx", "api", "true")
+            .set("mediamtx", "api_url", &format!("{api_url:?}"))
+            .set("mediamtx", "poll", "\"200ms\"")
+            .set("startup", "mediamtx_wait", "\"2s\"")
+            .set(
+                "metrics",
+                "textfile",
+                &format!("{:?}", textfile.display().to_string()),
+            )
+            .set("metrics", "listen", &format!("\"127.0.0.1:{listen_port}\""));
+        self.write_config();
+    }
+}
