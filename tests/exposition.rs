@@ -10,15 +10,14 @@ use mediamtx_stream_manager::metrics::Exposition;
 #[test]
 fn builder_output_passes_the_checker() {
     let mut e = Exposition::new();
-    e.gauge("up", "Is it up.", &[("stream", "a")], 1.0);
-    e.counter(
-        "restarts_total",
-        "Restarts.\nSecond \\ line",
-        &[("stream", "a\"b\\c\nd")],
-        3.0,
+    e.gauge(
+        "level",
+        "Escapes: \\ and \n.",
+        &[("stream", "q\"uote")],
+        -23.0,
     );
-    e.gauge("up", "", &[("stream", "b")], 0.0);
-    e.gauge("nan", "", &[], f64::NAN);
+    e.counter("starts_total", "", &[("stream", "s")], 4.0);
+    e.gauge("level", "", &[("stream", "t")], f64::NEG_INFINITY);
     check_exposition(&e.render()).unwrap();
 }
 
