@@ -600,7 +600,7 @@ def render(path):
     out.append("|---|---|" + "---|" * (len(systems) + 2))
     rows = [("PSS of the supervising processes, MiB", "pss_kib", 1 / 1024, 2),
             ("threads (processes)", "threads", 1, 0),
-            ("CPU over the steady window, % of one core", "cpu_pct", 1, 2),
+            ("CPU over the steady window, % of one core", "cpu_pct", 1, 3),
             ("start -> every child started, s", "start_s", 1, 2),
             ("stop -> every child gone, s", "stop_s", 1, 2)]
     for n in ns:
