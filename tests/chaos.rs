@@ -530,11 +530,23 @@ pub fn check_end_state(c: &Chaos, start: (u64, u64, u64), state_dir: &Path) {
             ));
         }
     }
-    assert!(
-        errors.is_empty(),
-        "restart accounting is off:\n{}\nstatus: {v}",
-        errors.join("\n")
-    );
+    if !errors.is_empty() {
+        // The supervisor's own account of every spawn and exit of the streams in question
+        // (its temp dir goes with the harness).
+        let names: Vec<&str> = errors.iter().filter_map(|e| e.split(':').next()).collect();
+        let log: Vec<String> = c
+            .sup
+            .supervisor_stderr()
+            .lines()
+            .filter(|l| names.iter().any(|n| l.contains(&format!(" {n}:"))))
+            .map(str::to_string)
+            .collect();
+        let tail = log[log.len().saturating_sub(60)..].join("\n");
+        panic!(
+            "restart accounting is off:\n{}\nsupervisor log of those streams (last 60):\n{tail}\nstatus: {v}",
+            errors.join("\n")
+        );
+    }
     // Every marked process is the supervisor's own (a current child or its helper), and
     // every current child is exactly one status pid.
     let pids: Vec<i32> = v["streams"]
