@@ -33,18 +33,7 @@ impl Wrapper {
         let next = match ending {
             Some(e) if e.initiated => {
                 log::info!("{name}: ffmpeg ended ({})", e.reason);
-                self.with(|s| {
-                    s.last_exit = Some((
-                        LastExit {
-                            code,
-                            signal: signal.clone(),
-                            reason: e.reason.clone(),
-                            ago_s: None,
-                        },
-                        Instant::now(),
-                    ));
-                    s.pid = None;
-                });
+                self.note_exit(code, signal, e.reason);
                 e.then
             }
             other => {
@@ -64,41 +53,45 @@ impl Wrapper {
                         "{name}: ffmpeg ended ({reason}) and card {card} is gone: device removed, \
                          waiting for it (not counted as a failure)"
                     );
+                    self.note_exit(code, signal, "device removed".into());
                     self.with(|s| {
-                        s.last_exit = Some((
-                            LastExit {
-                                code,
-                                signal: signal.clone(),
-                                reason: "device removed".into(),
-                                ago_s: None,
-                            },
-                            Instant::now(),
-                        ));
-                        s.pid = None;
                         s.settled = true;
                         s.running_since = None;
                     });
-                    if let Some(cfg) = pending_cfg {
-                        self.apply_cfg(cfg);
-                    }
-                    return Next::Wait;
+                    Next::Wait
+                } else {
+                    log::warn!(
+                        "{name}: ffmpeg failed after {:.1}s ({}): {reason}",
+                        spawned_at.elapsed().as_secs_f64(),
+                        signal
+                            .clone()
+                            .unwrap_or_else(|| format!("code {}", code.unwrap_or(-1)))
+                    );
+                    self.record_failure_with(code, signal, reason);
+                    Next::Backoff
                 }
-                let ran = spawned_at.elapsed();
-                log::warn!(
-                    "{name}: ffmpeg failed after {:.1}s ({}): {reason}",
-                    ran.as_secs_f64(),
-                    signal
-                        .clone()
-                        .unwrap_or_else(|| format!("code {}", code.unwrap_or(-1)))
-                );
-                self.record_failure_with(code, signal, reason);
-                Next::Backoff
             }
         };
         if let Some(cfg) = pending_cfg {
             self.apply_cfg(cfg);
         }
         next
+    }
+
+    /// An exit that is not a failure: remember how and why it ended.
+    fn note_exit(&mut self, code: Option<i32>, signal: Option<String>, reason: String) {
+        self.with(|s| {
+            s.last_exit = Some((
+                LastExit {
+                    code,
+                    signal,
+                    reason,
+                    ago_s: None,
+                },
+                Instant::now(),
+            ));
+            s.pid = None;
+        });
     }
 
     pub(super) fn record_failure(&mut self, code: Option<i32>, reason: String) {
