@@ -127,47 +127,7 @@ impl Receiver {
 
     /// Like `start`, decoding `secs` seconds. Files go under `dir` (the test's tempdir).
     pub fn start_for(dir: &Path, name: &str, secs: f64) -> Receiver {
-        super::require_ffmpeg();
-        let port = free_port();
-        let wav = dir.join(format!("{name}-received.wav"));
-        let log = dir.join(format!("{name}-receiver.log"));
-        let mut cmd = Command::new("ffmpeg");
-        cmd.args(["-nostdin", "-hide_banner", "-loglevel", "info", "-nostats"])
-            .args(["-rtsp_flags", "listen", "-listen_timeout", "30"])
-            .arg("-i")
-            .arg(format!("rtsp://127.0.0.1:{port}/{name}"))
-            .args([
-                "-t",
-                &secs.to_string(),
-                "-c:a",
-                "pcm_s16le",
-                "-f",
-                "wav",
-                "-y",
-            ])
-            .arg(&wav)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("receiver log"));
-        let mut guard = Guard::spawn(cmd);
-        let end = Instant::now() + Duration::from_secs(5);
-        while !is_listening(port) {
-            if let Ok(Some(st)) = guard.child.try_wait() {
-                panic!("receiver exited early ({st}): {}", read(&log));
-            }
-            assert!(
-                Instant::now() < end,
-                "receiver did not listen on {port} within 5 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Receiver {
-            guard,
-            port,
-            name: name.to_string(),
-            wav,
-            log,
-        }
+        Receiver::start_on(dir, name, secs, free_port())
     }
 
     pub fn url(&self) -> String {
@@ -346,10 +306,16 @@ impl Receiver {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("receiver log"));
-        let guard = Guard::spawn(cmd);
+        let mut guard = Guard::spawn(cmd);
         let end = Instant::now() + Duration::from_secs(5);
         while !is_listening(port) {
-            assert!(Instant::now() < end, "receiver did not listen on {port}");
+            if let Ok(Some(st)) = guard.child.try_wait() {
+                panic!("receiver exited early ({st}): {}", read(&log));
+            }
+            assert!(
+                Instant::now() < end,
+                "receiver did not listen on {port} within 5 s"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         Receiver {

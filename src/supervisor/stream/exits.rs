@@ -78,7 +78,7 @@ impl Wrapper {
         next
     }
 
-    /// An exit that is not a failure: remember how and why it ended.
+    /// Remember how and why the child ended (the child is gone: no pid).
     fn note_exit(&mut self, code: Option<i32>, signal: Option<String>, reason: String) {
         self.with(|s| {
             s.last_exit = Some((
@@ -142,6 +142,7 @@ impl Wrapper {
 
     fn record_failure_with(&mut self, code: Option<i32>, signal: Option<String>, reason: String) {
         let stable_after = self.cfg.backoff.stable_after;
+        self.note_exit(code, signal, reason);
         let before = self.with(|s| s.consecutive_failures);
         self.last_count = Some((before, Instant::now()));
         self.with(|s| {
@@ -152,16 +153,6 @@ impl Wrapper {
             } else {
                 s.consecutive_failures.saturating_add(1)
             };
-            s.last_exit = Some((
-                LastExit {
-                    code,
-                    signal,
-                    reason,
-                    ago_s: None,
-                },
-                Instant::now(),
-            ));
-            s.pid = None;
             s.settled = true;
             s.running_since = None;
         });
