@@ -54,12 +54,17 @@ pub fn spawn(spec: &ChildSpec, stream: &str, state_dir: &Path) -> std::io::Resul
             // Only stdin, stdout and stderr cross exec: anything else still open (a
             // descriptor some library opened without O_CLOEXEC) is marked close-on-exec.
             // Marking, not closing: std's exec-error pipe must stay open until exec.
-            libc::syscall(
+            // close_range needs Linux 5.11 and may be refused by a seccomp filter: then
+            // mark each open descriptor by hand.
+            if libc::syscall(
                 libc::SYS_close_range,
                 3u32,
                 u32::MAX,
                 libc::CLOSE_RANGE_CLOEXEC,
-            );
+            ) != 0
+            {
+                cloexec_each_from(3);
+            }
             for sig in [
                 Signal::SIGINT,
                 Signal::SIGTERM,
@@ -75,6 +80,30 @@ pub fn spawn(spec: &ChildSpec, stream: &str, state_dir: &Path) -> std::io::Resul
     let child = cmd.spawn()?;
     record_group(state_dir, stream, child.id() as i32);
     Ok(child)
+}
+
+/// Mark every open descriptor from `first` up close-on-exec, one by one (the fallback when
+/// `close_range` is missing). Async-signal-safe: only getrlimit and fcntl, no allocation.
+/// Descriptors at or above the soft RLIMIT_NOFILE cannot have been opened under it.
+pub fn cloexec_each_from(first: i32) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into `lim`; fcntl on any number is harmless (EBADF).
+    unsafe {
+        let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur.min(1 << 20) as i32
+        } else {
+            65536
+        };
+        for fd in first..max {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
+        }
+    }
 }
 
 /// Where each stream's current process group is recorded, so the next supervisor can
@@ -112,11 +141,21 @@ fn record_group(state_dir: &Path, stream: &str, pgid: i32) {
         })
         .collect();
     let path = dir.join(safe.trim_start_matches('.'));
-    let tmp = dir.join(format!(".{}.tmp", std::process::id()));
-    let _ = std::fs::create_dir_all(&dir)
-        .and_then(|_| std::fs::write(&tmp, text))
-        .and_then(|_| std::fs::rename(&tmp, &path));
+    let written = crate::fsafe::ensure_subdir(&dir, GROUPS_DIR_MODE)
+        .and_then(|_| crate::fsafe::write_atomic(&path, text.as_bytes(), RECORD_MODE));
+    if let Err(e) = written {
+        log::warn!(
+            "cannot record process group in {}: {}",
+            path.display(),
+            crate::util::io_reason(&e)
+        );
+    }
 }
+
+/// `groups/` and its records: only the supervisor's user may read or write them (a
+/// record names a process group root will SIGKILL).
+pub const GROUPS_DIR_MODE: u32 = 0o700;
+const RECORD_MODE: u32 = 0o600;
 
 /// Is the recorded group still the one we started? Same boot, and no other process
 /// has taken the leader's pid since (Linux never reuses a pid while a group uses it).
@@ -145,17 +184,48 @@ pub fn kill_leftovers(state_dir: &Path) -> Vec<i32> {
             killed.push(pid);
         }
     };
-    if let Ok(rd) = std::fs::read_dir(groups_dir(state_dir)) {
+    let dir = groups_dir(state_dir);
+    // An older version (or a hand-made directory) may have left it open to others, or
+    // somebody may have put a symlink there: records are read only from a directory of
+    // ours, tightened to its mode.
+    let usable = match crate::fsafe::existing_dir(&dir, GROUPS_DIR_MODE) {
+        Ok(there) => there,
+        Err(e) => {
+            log::warn!("ignoring group records: {}", crate::util::io_reason(&e));
+            false
+        }
+    };
+    if let Ok(rd) = std::fs::read_dir(&dir).map(|rd| rd.filter(|_| usable)) {
         for e in rd.flatten() {
+            if let Some(why) = crate::fsafe::untrusted_file(&e.path()) {
+                log::warn!("ignoring group record {why}");
+                let _ = std::fs::remove_file(e.path());
+                continue;
+            }
             let text = std::fs::read_to_string(e.path()).unwrap_or_default();
             if let Some(pgid) = group_is_ours(&text, &this_boot) {
-                for pid in group_members(pgid) {
-                    note(pid, &mut killed);
+                let members = group_members(pgid);
+                match members
+                    .iter()
+                    .find(|p| !crate::fsafe::process_trusted(**p))
+                {
+                    Some(p) => log::warn!(
+                        "not killing process group {pgid} ({}): its member pid {p} runs as another user",
+                        e.path().display()
+                    ),
+                    None => {
+                        for pid in members {
+                            note(pid, &mut killed);
+                        }
+                        let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+                    }
                 }
-                let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
             }
             let _ = std::fs::remove_file(e.path());
         }
+    }
+    for (m, uid) in find_foreign_marked(state_dir) {
+        log::warn!("{}", foreign_note(&m, uid));
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     loop {
@@ -237,8 +307,40 @@ pub struct Marked {
     pub stream: String,
 }
 
-/// Every process whose environment carries our marker for this state dir.
+/// Every process of a trusted user (ours or root's) whose environment carries our marker
+/// for this state dir. Anybody can set two environment variables: a marked process of
+/// another user is never ours (`find_foreign_marked` lists them for the log).
 pub fn find_marked(state_dir: &Path) -> Vec<Marked> {
+    scan_marked(state_dir)
+        .into_iter()
+        .filter(|m| crate::fsafe::process_trusted(m.pid))
+        .collect()
+}
+
+/// Marked processes of other users: ignored, reported.
+pub fn find_foreign_marked(state_dir: &Path) -> Vec<(Marked, Option<u32>)> {
+    scan_marked(state_dir)
+        .into_iter()
+        .filter(|m| !crate::fsafe::process_trusted(m.pid))
+        .map(|m| {
+            let uid = crate::fsafe::process_uid(m.pid);
+            (m, uid)
+        })
+        .filter(|(_, uid)| uid.is_some())
+        .collect()
+}
+
+/// One line for a marked process of another user that we leave alone.
+pub fn foreign_note(m: &Marked, uid: Option<u32>) -> String {
+    format!(
+        "ignored pid {} (uid {}): it carries the marker of stream {:?} but runs as another user, so it is not ours",
+        m.pid,
+        uid.map(|u| u.to_string()).unwrap_or_else(|| "?".into()),
+        m.stream
+    )
+}
+
+fn scan_marked(state_dir: &Path) -> Vec<Marked> {
     let want_state = state_dir.as_os_str().as_encoded_bytes();
     let mut out = Vec::new();
     let Ok(rd) = std::fs::read_dir("/proc") else {

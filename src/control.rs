@@ -67,10 +67,7 @@ pub fn serve(
     state_dir: &Path,
     handler: Arc<dyn Fn(Request) -> Reply + Send + Sync>,
 ) -> std::io::Result<()> {
-    let path = socket_path(state_dir);
-    let _ = std::fs::remove_file(&path);
-    let listener = UnixListener::bind(&path)?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    let listener = bind_private(&socket_path(state_dir))?;
     std::thread::Builder::new()
         .name("control".into())
         .spawn(move || {
@@ -83,6 +80,32 @@ pub fn serve(
             }
         })?;
     Ok(())
+}
+
+/// Bind a socket that nobody else can ever connect to, whatever the umask: `bind` creates
+/// the file with the umask's mode and there is no `fchmod` before it, so the socket is
+/// bound inside a fresh 0700 directory (nobody else may even reach it there), set to
+/// 0600, and only then renamed to `path` (rename keeps the bound socket). The directory
+/// goes afterwards.
+pub fn bind_private(path: &Path) -> std::io::Result<UnixListener> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let private = dir.join(format!(".control.{}", std::process::id()));
+    let _ = std::fs::remove_file(private.join("s"));
+    let _ = std::fs::remove_dir(&private);
+    std::fs::DirBuilder::new().mode(0o700).create(&private)?;
+    let result = (|| {
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700))?;
+        let tmp = private.join("s");
+        let listener = UnixListener::bind(&tmp)?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+        let _ = std::fs::remove_file(path);
+        std::fs::rename(&tmp, path)?;
+        Ok(listener)
+    })();
+    let _ = std::fs::remove_file(private.join("s"));
+    let _ = std::fs::remove_dir(&private);
+    result
 }
 
 fn handle(conn: UnixStream, handler: &(dyn Fn(Request) -> Reply + Send + Sync)) {

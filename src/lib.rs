@@ -12,6 +12,7 @@ pub mod cpu;
 pub mod devices;
 pub mod exit;
 pub mod ffmpeg;
+pub mod fsafe;
 pub mod lock;
 pub mod logs;
 pub mod mediamtx;

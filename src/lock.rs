@@ -3,9 +3,9 @@
 //! kernel, so a stale file never blocks the next start (the bash tool's failure mode).
 
 use std::fs::{File, OpenOptions, TryLockError};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::exit::{Error, Exit};
 use crate::util::io_reason;
@@ -16,6 +16,13 @@ pub struct InstanceLock {
     pid_file: PathBuf,
 }
 
+/// The state dir: others may read it (the world-readable pid file tells a non-root
+/// `status` who runs), only we write. The lock is 0600, so nobody else can open it, and
+/// a lock nobody else can open cannot be held by anybody else.
+pub const STATE_DIR_MODE: u32 = 0o755;
+const LOCK_MODE: u32 = 0o600;
+const PID_MODE: u32 = 0o644;
+
 pub fn lock_path(state_dir: &Path) -> PathBuf {
     state_dir.join("lock")
 }
@@ -24,9 +31,17 @@ pub fn pid_path(state_dir: &Path) -> PathBuf {
     state_dir.join("supervisor.pid")
 }
 
-/// The pid recorded by the last supervisor, if the file holds one.
+/// The pid recorded by the last supervisor, if the file holds one and is ours (a pid file
+/// another user planted is ignored).
 pub fn recorded_pid(state_dir: &Path) -> Option<i32> {
-    std::fs::read_to_string(pid_path(state_dir))
+    let path = pid_path(state_dir);
+    if let Some(why) = crate::fsafe::untrusted_file(&path) {
+        if path.symlink_metadata().is_ok() {
+            log::warn!("ignoring pid file {why}");
+        }
+        return None;
+    }
+    std::fs::read_to_string(path)
         .ok()?
         .trim()
         .parse()
@@ -34,75 +49,230 @@ pub fn recorded_pid(state_dir: &Path) -> Option<i32> {
         .filter(|p| *p > 0)
 }
 
-fn open(state_dir: &Path) -> Result<File, Error> {
-    std::fs::create_dir_all(state_dir).map_err(|e| {
+/// Make the state dir with its mode, whatever the umask (see `fsafe::ensure_dir`).
+pub fn ensure_state_dir(state_dir: &Path) -> Result<(), Error> {
+    crate::fsafe::ensure_dir(state_dir, STATE_DIR_MODE).map_err(|e| {
         Error::general(format!(
-            "cannot create state directory {}: {}",
+            "cannot use state directory {}: {}",
             state_dir.display(),
             io_reason(&e)
         ))
-    })?;
-    let path = lock_path(state_dir);
-    // No truncation; std opens with O_CLOEXEC so no ffmpeg child inherits the lock.
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o644)
-        .open(&path)
-        .map_err(|e| {
-            Error::general(format!(
-                "cannot open lock file {}: {}",
-                path.display(),
-                io_reason(&e)
-            ))
-        })
+    })
+}
+
+/// What one attempt at the lock found.
+enum Take {
+    Got(File),
+    /// Held by a process we trust: another supervisor.
+    Held,
+    /// Changed under us (a replacement under way, a holder just left): look again.
+    Retry,
+}
+
+fn lock_err(path: &Path, what: &str, e: &std::io::Error) -> Error {
+    Error::general(format!(
+        "cannot {what} {}: {}",
+        path.display(),
+        io_reason(e)
+    ))
 }
 
 impl InstanceLock {
     /// Take the lock at once or fail with exit 5 naming the holder's pid.
     pub fn acquire(state_dir: &Path) -> Result<InstanceLock, Error> {
-        let file = open(state_dir)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                let holder = recorded_pid(state_dir)
-                    .map(|p| format!(" (pid {p})"))
-                    .unwrap_or_default();
-                return Err(Error::new(
-                    Exit::LockHeld,
-                    format!(
-                        "another supervisor is running{holder}: lock {} is held",
-                        lock_path(state_dir).display()
-                    ),
-                ));
-            }
-            Err(TryLockError::Error(e)) => {
-                return Err(Error::general(format!(
-                    "cannot lock {}: {}",
-                    lock_path(state_dir).display(),
-                    io_reason(&e)
-                )))
+        ensure_state_dir(state_dir)?;
+        let path = lock_path(state_dir);
+        let mut got = None;
+        for _ in 0..40 {
+            match try_take(&path)? {
+                Take::Got(f) => {
+                    got = Some(f);
+                    break;
+                }
+                Take::Held => {
+                    let holder = recorded_pid(state_dir)
+                        .map(|p| format!(" (pid {p})"))
+                        .unwrap_or_default();
+                    return Err(Error::new(
+                        Exit::LockHeld,
+                        format!(
+                            "another supervisor is running{holder}: lock {} is held",
+                            path.display()
+                        ),
+                    ));
+                }
+                Take::Retry => std::thread::sleep(Duration::from_millis(50)),
             }
         }
+        let file = got.ok_or_else(|| {
+            Error::general(format!(
+                "cannot take lock {}: it kept changing for 2s",
+                path.display()
+            ))
+        })?;
         let pid_file = pid_path(state_dir);
-        let tmp = state_dir.join(".supervisor.pid.tmp");
-        let written = File::create(&tmp)
-            .and_then(|mut f| writeln!(f, "{}", std::process::id()))
-            .and_then(|_| std::fs::rename(&tmp, &pid_file));
-        if let Err(e) = written {
-            return Err(Error::general(format!(
-                "cannot write {}: {}",
-                pid_file.display(),
-                io_reason(&e)
-            )));
+        let text = format!("{}\n", std::process::id());
+        if let Err(e) = crate::fsafe::write_atomic(&pid_file, text.as_bytes(), PID_MODE) {
+            return Err(lock_err(&pid_file, "write", &e));
         }
         Ok(InstanceLock {
             _file: file,
             pid_file,
         })
     }
+}
+
+/// Open (or create) the lock file: never through a symlink; `None` when what is there is
+/// not a regular file of ours (then it is replaced). Ours with a looser mode (an older
+/// version made it 0644) gets 0600.
+fn open_lock(path: &Path) -> Result<Option<File>, Error> {
+    // No truncation; std opens with O_CLOEXEC so no ffmpeg child inherits the lock.
+    let f = match OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(LOCK_MODE)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Ok(None),
+        Err(e) => return Err(lock_err(path, "open lock file", &e)),
+    };
+    let m = f
+        .metadata()
+        .map_err(|e| lock_err(path, "open lock file", &e))?;
+    if !m.is_file() || !crate::fsafe::trusted_uid(m.uid()) {
+        return Ok(None);
+    }
+    if m.permissions().mode() & 0o7777 != LOCK_MODE {
+        f.set_permissions(std::fs::Permissions::from_mode(LOCK_MODE))
+            .map_err(|e| lock_err(path, "set the mode of", &e))?;
+    }
+    Ok(Some(f))
+}
+
+fn try_take(path: &Path) -> Result<Take, Error> {
+    let Some(f) = open_lock(path)? else {
+        let why = crate::fsafe::untrusted_file(path).unwrap_or_default();
+        return replace(path, None, &why);
+    };
+    match f.try_lock() {
+        Ok(()) if settled(&f, path) => Ok(Take::Got(f)),
+        Ok(()) => Ok(Take::Retry),
+        Err(TryLockError::WouldBlock) => {
+            let ino = f.metadata().map(|m| m.ino()).unwrap_or(0);
+            match foreign_holders(ino) {
+                Some(who) => replace(path, Some(ino), &who),
+                None if holders(ino).is_some_and(|h| h.is_empty()) => Ok(Take::Retry),
+                None => Ok(Take::Held),
+            }
+        }
+        Err(TryLockError::Error(e)) => Err(lock_err(path, "lock", &e)),
+    }
+}
+
+/// Name of the file a replacement is prepared under; its existence is the mutex between
+/// two starts that both find the lock squatted.
+fn new_path(path: &Path) -> PathBuf {
+    path.with_file_name("lock.new")
+}
+
+fn same_inode(f: &File, path: &Path) -> bool {
+    match (f.metadata(), std::fs::symlink_metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// After our flock succeeded: no replacement is under way (else it may rename another
+/// file over ours) and the path still names the inode we locked.
+fn settled(f: &File, path: &Path) -> bool {
+    let new = new_path(path);
+    let until = Instant::now() + Duration::from_secs(2);
+    while new.symlink_metadata().is_ok() {
+        clear_stale(&new);
+        if Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    same_inode(f, path)
+}
+
+/// A `lock.new` nobody holds (its maker died) or that is not ours goes.
+fn clear_stale(new: &Path) {
+    if crate::fsafe::untrusted_file(new).is_some() {
+        let _ = std::fs::remove_file(new);
+        return;
+    }
+    let Ok(f) = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(new)
+    else {
+        return;
+    };
+    let old = f
+        .metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age > Duration::from_secs(1));
+    if old && f.try_lock().is_ok() {
+        let _ = std::fs::remove_file(new);
+    }
+}
+
+/// The lock file is not ours, or only other users' processes hold it (an older version
+/// made it 0644 and somebody took it): make a fresh 0600 one, lock it, and rename it over
+/// the old name. The squatter keeps a lock on a file nobody looks at any more.
+fn replace(path: &Path, squatted: Option<u64>, why: &str) -> Result<Take, Error> {
+    let new = new_path(path);
+    let nf = match OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(LOCK_MODE)
+        .open(&new)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            clear_stale(&new);
+            return Ok(Take::Retry);
+        }
+        Err(e) => return Err(lock_err(&new, "create", &e)),
+    };
+    if nf.try_lock().is_err() {
+        return Ok(Take::Retry);
+    }
+    nf.set_permissions(std::fs::Permissions::from_mode(LOCK_MODE))
+        .map_err(|e| lock_err(&new, "set the mode of", &e))?;
+    // Under the mutex, look again: still the same squatted or foreign file?
+    let still = match squatted {
+        Some(ino) => {
+            std::fs::symlink_metadata(path).is_ok_and(|m| m.ino() == ino)
+                && foreign_holders(ino).is_some()
+        }
+        None => crate::fsafe::untrusted_file(path).is_some(),
+    };
+    if !still {
+        let _ = std::fs::remove_file(&new);
+        return Ok(Take::Retry);
+    }
+    if let Err(e) = std::fs::rename(&new, path) {
+        let _ = std::fs::remove_file(&new);
+        return Err(lock_err(path, "replace", &e));
+    }
+    if !same_inode(&nf, path) {
+        return Ok(Take::Retry);
+    }
+    log::warn!(
+        "lock {}: {why}; replaced it with a fresh one only this user can open",
+        path.display()
+    );
+    Ok(Take::Got(nf))
 }
 
 impl Drop for InstanceLock {
@@ -112,18 +282,62 @@ impl Drop for InstanceLock {
     }
 }
 
-/// True when some process holds the lock right now (probe without keeping it).
+/// True when a process we trust (ours or root's) holds the lock right now. A lock held
+/// only by other users' processes is nobody's: it does not stop a start or make `status`
+/// say running.
 pub fn is_held(state_dir: &Path) -> bool {
-    let Ok(file) = File::open(lock_path(state_dir)) else {
+    let path = lock_path(state_dir);
+    let Ok(m) = std::fs::metadata(&path) else {
         return false;
     };
-    matches!(file.try_lock_shared(), Err(TryLockError::WouldBlock))
+    match holders(m.ino()) {
+        Some(h) => h.iter().any(|pid| crate::fsafe::process_trusted(*pid)),
+        // No /proc/locks: probe (without keeping it).
+        None => File::open(&path)
+            .is_ok_and(|f| matches!(f.try_lock_shared(), Err(TryLockError::WouldBlock))),
+    }
+}
+
+/// Every FLOCK holder (shared or exclusive, not waiters) of inode `ino`; `None` when
+/// /proc/locks cannot be read.
+fn holders(ino: u64) -> Option<Vec<i32>> {
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    Some(holders_in(&locks, ino))
+}
+
+fn holders_in(locks: &str, ino: u64) -> Vec<i32> {
+    locks
+        .lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            if w.len() < 6 || w[1] != "FLOCK" {
+                return None;
+            }
+            let file_ino: u64 = w[5].rsplit(':').next()?.parse().ok()?;
+            (file_ino == ino).then(|| w[4].parse().ok()).flatten()
+        })
+        .collect()
+}
+
+/// `Some(description)` when `ino` is held, and only by processes we do not trust.
+fn foreign_holders(ino: u64) -> Option<String> {
+    let h = holders(ino)?;
+    if h.is_empty() || h.iter().any(|p| crate::fsafe::process_trusted(*p)) {
+        return None;
+    }
+    let who: Vec<String> = h
+        .iter()
+        .map(|p| match crate::fsafe::process_uid(*p) {
+            Some(uid) => format!("pid {p} (uid {uid})"),
+            None => format!("pid {p} (gone)"),
+        })
+        .collect();
+    Some(format!("held by {}, not by this user", who.join(", ")))
 }
 
 /// The pid holding the instance lock, from /proc/locks (the pid file may already be gone,
 /// e.g. during shutdown): `force-stop` must not say "no supervisor" while one holds it.
 pub fn holder_pid(state_dir: &Path) -> Option<i32> {
-    use std::os::unix::fs::MetadataExt;
     let ino = std::fs::metadata(lock_path(state_dir)).ok()?.ino();
     let locks = std::fs::read_to_string("/proc/locks").ok()?;
     holder_in(&locks, ino)

@@ -3,7 +3,7 @@
 //! consecutive lines are folded into one "repeated N times" line: the file stays small and
 //! the supervisor spends one comparison, not one write, per repeat.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -19,15 +19,19 @@ pub struct RotatingLog {
     repeats_since: Instant,
 }
 
+/// Log files: the supervisor's user writes, its group reads (logs may name hosts and
+/// users; `diagnose` as another user lists them as unreadable), whatever the umask.
+pub const LOG_MODE: u32 = 0o640;
+
 /// How long repeats are folded before a summary line is written anyway.
 const REPEAT_FLUSH: Duration = Duration::from_secs(5);
 
 impl RotatingLog {
     pub fn open(path: &Path, max_size: u64, keep: u32) -> io::Result<RotatingLog> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            crate::fsafe::ensure_dir(dir, crate::supervisor::LOG_DIR_MODE)?;
         }
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let file = crate::fsafe::open_append(path, LOG_MODE)?;
         let size = file.metadata()?.len();
         Ok(RotatingLog {
             path: path.to_path_buf(),
@@ -97,12 +101,7 @@ impl RotatingLog {
         } else {
             let _ = std::fs::remove_file(&self.path);
         }
-        self.file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .truncate(false)
-            .open(&self.path)
-            .ok();
+        self.file = crate::fsafe::open_append(&self.path, LOG_MODE).ok();
         self.size = 0;
     }
 }

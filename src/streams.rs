@@ -86,8 +86,7 @@ pub fn publish_url(settings: &Settings, name: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url;
     };
-    let host_end = rest.find('/').unwrap_or(rest.len());
-    if rest[..host_end].contains('@') {
+    if crate::util::split_userinfo(&url).is_some() {
         return url; // the URL carries its own credentials
     }
     let auth = match &settings.mediamtx.password {

@@ -9,20 +9,30 @@ pub fn io_reason(e: &std::io::Error) -> String {
     }
 }
 
-/// Replace `user:password@` in a URL with `***@` so credentials are never shown.
+/// `scheme://userinfo@rest` as (scheme, userinfo, rest), or `None` without an `@`.
+///
+/// RFC 3986 forbids an unescaped `/`, `?` or `#` in the userinfo, but people write
+/// `rtsp://u:pa/ss@host` and ffmpeg accepts it, so the userinfo is taken to end at the
+/// LAST `@` after `://`, wherever the first `/` is. A URL whose path holds an `@` (never
+/// one of our stream URLs: names are `[a-z0-9_-]`) is then over-redacted, which is the
+/// safe way to be wrong.
+pub fn split_userinfo(url: &str) -> Option<(&str, &str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let at = rest.rfind('@')?;
+    Some((scheme, &rest[..at], &rest[at + 1..]))
+}
+
+/// Replace the userinfo of a URL with `***` so credentials are never shown.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let host_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..host_end].rfind('@') {
-        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+    match split_userinfo(url) {
+        Some((scheme, _, rest)) => format!("{scheme}://***@{rest}"),
         None => url.to_string(),
     }
 }
 
 /// Redact credentials in every URL inside a free-text line (ffmpeg prints its URL in
-/// errors, e.g. `rtsp://user:secret@host:8554/x: Connection refused`).
+/// errors, e.g. `rtsp://user:secret@host:8554/x: Connection refused`). A URL ends at
+/// whitespace; its userinfo at the last `@` before that (see `split_userinfo`).
 pub fn redact_text(line: &str) -> String {
     if !line.contains('@') {
         return line.to_string();
@@ -32,9 +42,7 @@ pub fn redact_text(line: &str) -> String {
     while let Some(i) = rest.find("://") {
         let (head, tail) = rest.split_at(i + 3);
         out.push_str(head);
-        let end = tail
-            .find(|c: char| c == '/' || c.is_whitespace())
-            .unwrap_or(tail.len());
+        let end = tail.find(char::is_whitespace).unwrap_or(tail.len());
         match tail[..end].rfind('@') {
             Some(at) => {
                 out.push_str("***");
@@ -61,14 +69,51 @@ mod tests {
 
     #[test]
     fn redaction() {
-        assert_eq!(redact_url("rtsp://u:p@h:8554/x"), "rtsp://***@h:8554/x");
-        assert_eq!(redact_url("rtsp://h:8554/a@b"), "rtsp://h:8554/a@b");
-        assert_eq!(redact_url("rtsp://h:8554"), "rtsp://h:8554");
-        assert_eq!(
-            redact_text("[tcp] rtsp://u:p@h:8554/x: refused; http://a:b@c/ ok"),
-            "[tcp] rtsp://***@h:8554/x: refused; http://***@c/ ok"
-        );
-        assert_eq!(redact_text("no url a@b"), "no url a@b");
+        // (URL as written, as shown)
+        let table = [
+            ("rtsp://u:p@h:8554/x", "rtsp://***@h:8554/x"),
+            ("rtsp://u:pa/ss@h:8554/x", "rtsp://***@h:8554/x"),
+            ("rtsp://u:pa/ss@h:8554", "rtsp://***@h:8554"),
+            ("rtsp://u:pa/s/s@h", "rtsp://***@h"),
+            ("rtsp://u:p@ss@h:8554/x", "rtsp://***@h:8554/x"),
+            ("rtsp://u:pa/s@s@h:8554/mic", "rtsp://***@h:8554/mic"),
+            ("rtsp://u:pa?ss@h/x", "rtsp://***@h/x"),
+            ("rtsp://u:pa#ss@h/x", "rtsp://***@h/x"),
+            ("rtsp://u:p%2Fss@h/x", "rtsp://***@h/x"),
+            ("rtsp://user@h/x", "rtsp://***@h/x"),
+            ("rtsp://:pa/ss@[::1]:8554/x", "rtsp://***@[::1]:8554/x"),
+            ("rtsp://h:8554/x", "rtsp://h:8554/x"),
+            ("rtsp://h:8554", "rtsp://h:8554"),
+            ("http://127.0.0.1:9997", "http://127.0.0.1:9997"),
+            // An `@` in a path: over-redacted (a password with `/` looks the same).
+            ("rtsp://h:8554/a@b", "rtsp://***@b"),
+            ("not a url u:p@h", "not a url u:p@h"),
+            ("", ""),
+        ];
+        for (url, want) in table {
+            assert_eq!(redact_url(url), want, "{url}");
+            assert_eq!(redact_text(url), want, "{url}");
+        }
+        // Free text: each URL ends at whitespace.
+        let text = [
+            (
+                "[tcp] rtsp://u:p@h:8554/x: refused; http://a:b@c/ ok",
+                "[tcp] rtsp://***@h:8554/x: refused; http://***@c/ ok",
+            ),
+            (
+                "[tcp @ 0x5581] rtsp://u:pa/ss@h:8554/x: Connection refused",
+                "[tcp @ 0x5581] rtsp://***@h:8554/x: Connection refused",
+            ),
+            (
+                "Output #0, rtsp, to 'rtsp://pub:s3/cr@t@127.0.0.1:8554/garden':",
+                "Output #0, rtsp, to 'rtsp://***@127.0.0.1:8554/garden':",
+            ),
+            ("no url a@b", "no url a@b"),
+            ("a@b rtsp://h/x c@d", "a@b rtsp://h/x c@d"),
+        ];
+        for (line, want) in text {
+            assert_eq!(redact_text(line), want, "{line}");
+        }
     }
 }
 

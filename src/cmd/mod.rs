@@ -35,8 +35,12 @@ pub(crate) fn live_supervisor(state_dir: &Path) -> Option<i32> {
     is_us(lock::recorded_pid(state_dir)?)
 }
 
-/// `pid`, if that process is alive and is this program.
+/// `pid`, if that process is alive, is this program, and runs as us or root (a process
+/// of another user named in a pid file or holding the lock is never signalled).
 pub(crate) fn is_us(pid: i32) -> Option<i32> {
+    if !crate::fsafe::process_trusted(pid) {
+        return None;
+    }
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let argv0 = cmdline.split(|b| *b == 0).next()?;
     let name = Path::new(std::str::from_utf8(argv0).ok()?)

@@ -332,6 +332,20 @@ pub fn check(settings: &Settings) -> (Vec<Finding>, Vec<Sample>) {
                 .map(orphan_finding),
         );
     }
+    // Anybody can set two environment variables: another user's marked process is not
+    // an orphan of ours (cron would restart the service for it); it is only mentioned.
+    findings.extend(
+        crate::child::find_foreign_marked(state_dir)
+            .into_iter()
+            .map(|(m, uid)| {
+                finding(
+                    Level::Warning,
+                    0,
+                    "orphan",
+                    crate::child::foreign_note(&m, uid),
+                )
+            }),
+    );
     if snap.mediamtx.enabled && snap.mediamtx.reachable == Some(false) {
         let e = snap.mediamtx.error.clone().unwrap_or_default();
         findings.push(finding(

@@ -72,6 +72,10 @@ pub fn run_supervisor(
     source: Box<dyn StreamSource>,
     daemonized: bool,
 ) -> Result<Exit, Error> {
+    // Files ffmpeg makes (recordings) are never writable by others, whatever umask we
+    // were started with; our own files get explicit modes anyway (crate::fsafe).
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+    nix::sys::stat::umask(old | nix::sys::stat::Mode::from_bits_truncate(0o022));
     let lock = InstanceLock::acquire(&settings.paths.state_dir)?;
     if daemonized {
         let path = settings.paths.log_dir.join("supervisor.log");

@@ -133,9 +133,12 @@ pub fn force_stop(global: &Global) -> Result<Exit, Error> {
     }
     killed.sort_unstable();
     killed.dedup();
-    if let Ok(rd) = std::fs::read_dir(state_dir.join("streams")) {
-        for e in rd.flatten() {
-            let _ = std::fs::remove_file(e.path());
+    let streams = state_dir.join("streams");
+    if crate::fsafe::existing_dir(&streams, crate::supervisor::STREAMS_DIR_MODE).unwrap_or(false) {
+        if let Ok(rd) = std::fs::read_dir(&streams) {
+            for e in rd.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
         }
     }
     if !lock::is_held(state_dir) {

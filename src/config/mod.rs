@@ -42,7 +42,9 @@ pub struct Discovery {
     pub watch: bool,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// `Debug` is written by hand: a `{:?}` of the settings (a log line, a panic message)
+/// must never print the password or a URL's userinfo.
+#[derive(Clone, PartialEq)]
 pub struct Mediamtx {
     pub api: bool,
     pub api_url: String,
@@ -51,6 +53,21 @@ pub struct Mediamtx {
     pub password: Option<String>,
     pub poll: Duration,
     pub timeout: Duration,
+}
+
+impl std::fmt::Debug for Mediamtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hide = |v: &Option<String>| v.as_ref().map(|_| "***");
+        f.debug_struct("Mediamtx")
+            .field("api", &self.api)
+            .field("api_url", &crate::util::redact_url(&self.api_url))
+            .field("rtsp_url", &crate::util::redact_url(&self.rtsp_url))
+            .field("username", &hide(&self.username))
+            .field("password", &hide(&self.password))
+            .field("poll", &self.poll)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -423,6 +440,21 @@ fn replace_host(url: &str, host: &str) -> String {
 mod tests {
     use super::*;
     use params::Codec;
+
+    #[test]
+    fn debug_never_prints_credentials() {
+        let p = Path::new("/etc/x.toml");
+        let s = Settings::from_toml(
+            p,
+            "[mediamtx]\nrtsp_url = \"rtsp://pub:se/cret1@h:8554\"\napi_url = \"http://a:apisecret2@h:9997\"\nusername = \"userword3\"\npassword = \"password4\"\n",
+        )
+        .unwrap();
+        let text = format!("{:?} {:#?}", s.mediamtx, s);
+        for secret in ["cret1", "apisecret2", "userword3", "password4"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert!(text.contains("rtsp://***@h:8554"), "{text}");
+    }
 
     #[test]
     fn toml_errors_name_file_key_value() {

@@ -23,6 +23,11 @@ use crate::exit::Error;
 use crate::notify;
 use crate::status::{MediamtxInfo, Snapshot, SupervisorInfo};
 use source::StreamSource;
+
+/// `<state_dir>/streams/` (each ffmpeg's pid, world-readable like supervisor.pid).
+pub const STREAMS_DIR_MODE: u32 = 0o755;
+/// The log directory when we make it (`LogsDirectory=` makes it 0755 too).
+pub const LOG_DIR_MODE: u32 = 0o755;
 use stream::{Msg, Shared, StreamConfig, Wrapper};
 
 /// What other threads may see and poke: each stream's channel and live view.
@@ -193,14 +198,14 @@ impl Supervisor {
     pub fn prepare(&mut self) -> Result<(), Error> {
         let state_dir = &self.settings.paths.state_dir;
         let streams_dir = state_dir.join("streams");
-        std::fs::create_dir_all(&streams_dir).map_err(|e| {
+        crate::fsafe::ensure_subdir(&streams_dir, STREAMS_DIR_MODE).map_err(|e| {
             Error::general(format!(
                 "cannot create {}: {}",
                 streams_dir.display(),
                 crate::util::io_reason(&e)
             ))
         })?;
-        std::fs::create_dir_all(&self.settings.paths.log_dir).map_err(|e| {
+        crate::fsafe::ensure_dir(&self.settings.paths.log_dir, LOG_DIR_MODE).map_err(|e| {
             Error::general(format!(
                 "cannot create log directory {}: {}",
                 self.settings.paths.log_dir.display(),

@@ -53,8 +53,5 @@ impl Scrub {
 
 /// `user:pass` of `scheme://user:pass@host/...`, if any.
 pub(super) fn userinfo(url: &str) -> Option<&str> {
-    let rest = url.split_once("://")?.1;
-    let host_end = rest.find('/').unwrap_or(rest.len());
-    let at = rest[..host_end].rfind('@')?;
-    Some(&rest[..at])
+    crate::util::split_userinfo(url).map(|(_, info, _)| info)
 }

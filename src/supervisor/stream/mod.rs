@@ -295,7 +295,7 @@ impl Wrapper {
             .state_dir
             .join("streams")
             .join(format!("{name}.pid"));
-        let _ = std::fs::write(&pid_file, format!("{pid}\n"));
+        let _ = crate::fsafe::write_atomic(&pid_file, format!("{pid}\n").as_bytes(), 0o644);
         self.with(|s| {
             if s.generation > 0 {
                 s.restarts += 1;

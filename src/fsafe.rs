@@ -1,0 +1,272 @@
+//! Root acts only on what root wrote (issue 18): explicit modes whatever the umask, no
+//! symlink followed where we create a file, and an owner check before a file or a process
+//! is trusted.
+//!
+//! "Trusted" means owned by our effective uid or by root: a root supervisor trusts only
+//! root's files and processes; a non-root command (e.g. `status` or `stop` as a user)
+//! may read root's pid file, and the kernel refuses any signal it is not allowed to send.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+/// Our effective uid.
+pub fn euid() -> u32 {
+    nix::unistd::geteuid().as_raw()
+}
+
+/// Is `uid` ours (or root's)?
+pub fn trusted_uid(uid: u32) -> bool {
+    uid == euid() || uid == 0
+}
+
+/// The real uid of a live process, from the `Uid:` line of `/proc/<pid>/status`.
+pub fn process_uid(pid: i32) -> Option<u32> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// A live process whose real uid we trust.
+pub fn process_trusted(pid: i32) -> bool {
+    process_uid(pid).is_some_and(trusted_uid)
+}
+
+/// Why `path` (not followed if a symlink) is not a file of ours, or `None` when it is a
+/// regular file owned by a trusted uid.
+pub fn untrusted_file(path: &Path) -> Option<String> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if !m.file_type().is_file() => {
+            Some(format!("{}: not a regular file", path.display()))
+        }
+        Ok(m) if !trusted_uid(m.uid()) => Some(format!(
+            "{}: owned by uid {}, not by uid {}",
+            path.display(),
+            m.uid(),
+            euid()
+        )),
+        Ok(_) => None,
+        Err(e) => Some(format!(
+            "{}: {}",
+            path.display(),
+            crate::util::io_reason(&e)
+        )),
+    }
+}
+
+/// Make `dir` (and its missing parents) with `mode`, whatever the umask. A directory that
+/// exists must be ours: one owned by another user is an error (that user could swap any
+/// file in it); one of ours that group or others may write is tightened to `mode` (an
+/// older version, or a hand-made `mkdir` under `umask 000`), unless it is sticky (a
+/// shared directory such as /tmp: then an error, choose a directory of its own).
+pub fn ensure_dir(dir: &Path, mode: u32) -> io::Result<()> {
+    match std::fs::metadata(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                if !parent.exists() {
+                    // Parents made on the way get the usual 0755.
+                    std::fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o755)
+                        .create(parent)?;
+                }
+            }
+            match std::fs::DirBuilder::new().mode(mode).create(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return check_dir(dir, mode),
+                Err(e) => return Err(e),
+            }
+            // The umask narrowed the mode at mkdir; set it as meant.
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+        }
+        Err(e) => Err(e),
+        Ok(_) => check_dir(dir, mode),
+    }
+}
+
+/// For a directory we made inside the state dir (`groups/`, `streams/`): `Ok(false)` when
+/// it does not exist, `Ok(true)` when it is a real directory of ours (a looser mode is
+/// tightened to `mode`), an error for a symlink or another user's directory.
+pub fn existing_dir(dir: &Path, mode: u32) -> io::Result<bool> {
+    match std::fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+        Ok(m) if !m.file_type().is_dir() => Err(io::Error::other(format!(
+            "{}: not a directory (a symlink?)",
+            dir.display()
+        ))),
+        Ok(_) => check_dir(dir, mode).map(|_| true),
+    }
+}
+
+/// `existing_dir`, making it with `mode` when missing.
+pub fn ensure_subdir(dir: &Path, mode: u32) -> io::Result<()> {
+    if existing_dir(dir, mode)? {
+        return Ok(());
+    }
+    ensure_dir(dir, mode)
+}
+
+fn check_dir(dir: &Path, mode: u32) -> io::Result<()> {
+    let m = std::fs::metadata(dir)?;
+    if !m.is_dir() {
+        return Err(io::Error::other(format!(
+            "{}: not a directory",
+            dir.display()
+        )));
+    }
+    if !trusted_uid(m.uid()) {
+        return Err(io::Error::other(format!(
+            "{} is owned by uid {}, not by uid {}: refusing to use it (another user could replace its files)",
+            dir.display(),
+            m.uid(),
+            euid()
+        )));
+    }
+    let have = m.permissions().mode() & 0o7777;
+    if have & 0o022 != 0 {
+        if have & 0o1000 != 0 {
+            return Err(io::Error::other(format!(
+                "{} is a shared directory (mode {have:04o}): point it at a directory of its own",
+                dir.display()
+            )));
+        }
+        log::warn!(
+            "{}: mode {have:04o} let other users write into it; set to {mode:04o}",
+            dir.display()
+        );
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
+}
+
+/// Open `path` for appending, creating it with `mode`; never through a symlink. A file that
+/// exists must be ours; its mode is set to `mode` (an older version may have left 0666).
+pub fn open_append(path: &Path, mode: u32) -> io::Result<File> {
+    let f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    own_and_mode(&f, path, mode)?;
+    Ok(f)
+}
+
+/// A descriptor we opened must name a regular file of ours, then gets `mode`.
+pub fn own_and_mode(f: &File, path: &Path, mode: u32) -> io::Result<()> {
+    let m = f.metadata()?;
+    if !m.is_file() {
+        return Err(io::Error::other(format!(
+            "{}: not a regular file",
+            path.display()
+        )));
+    }
+    if !trusted_uid(m.uid()) {
+        return Err(io::Error::other(format!(
+            "{}: owned by uid {}, not by uid {}",
+            path.display(),
+            m.uid(),
+            euid()
+        )));
+    }
+    if m.permissions().mode() & 0o7777 != mode {
+        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
+}
+
+/// Replace `path` with `text`, mode `mode`: a fresh temp file (O_EXCL: never a planted
+/// file or symlink) in the same directory, then rename over `path`.
+pub fn write_atomic(path: &Path, text: &[u8], mode: u32) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let _ = std::fs::remove_file(&tmp); // a leftover of a crashed run with our pid
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        f.write_all(text)?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Run `f` with `umask 000` (process-wide: only for these tests' own temp paths).
+    fn with_umask_000<T>(f: impl FnOnce() -> T) -> T {
+        static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let old = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+        let r = f();
+        nix::sys::stat::umask(old);
+        r
+    }
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn modes_are_explicit_whatever_the_umask() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("a/b/state");
+        with_umask_000(|| {
+            ensure_dir(&dir, 0o755).unwrap();
+            ensure_dir(&dir.join("groups"), 0o700).unwrap();
+            write_atomic(&dir.join("groups/x"), b"1\n", 0o600).unwrap();
+            drop(open_append(&dir.join("x.log"), 0o640).unwrap());
+        });
+        assert_eq!(mode(&dir), 0o755);
+        assert_eq!(mode(&d.path().join("a")), 0o755);
+        assert_eq!(mode(&dir.join("groups")), 0o700);
+        assert_eq!(mode(&dir.join("groups/x")), 0o600);
+        assert_eq!(mode(&dir.join("x.log")), 0o640);
+        // An existing dir of ours that others may write is tightened; a sticky one refused.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        ensure_dir(&dir, 0o755).unwrap();
+        assert_eq!(mode(&dir), 0o755);
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let e = ensure_dir(&dir, 0o755).unwrap_err();
+        assert!(e.to_string().contains("shared directory"), "{e}");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // A planted symlink is never followed.
+        let target = d.path().join("target");
+        std::fs::write(&target, "keep").unwrap();
+        std::os::unix::fs::symlink(&target, dir.join("y.log")).unwrap();
+        assert!(open_append(&dir.join("y.log"), 0o640).is_err());
+        std::os::unix::fs::symlink(&target, dir.join("z")).unwrap();
+        write_atomic(&dir.join("z"), b"new", 0o600).unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+        assert!(untrusted_file(&dir.join("y.log")).is_some());
+        assert!(untrusted_file(&dir.join("z")).is_none());
+    }
+
+    #[test]
+    fn process_owner_from_proc() {
+        assert_eq!(process_uid(std::process::id() as i32), Some(euid()));
+        assert!(process_trusted(std::process::id() as i32));
+        assert_eq!(process_uid(i32::MAX - 1), None);
+    }
+}
