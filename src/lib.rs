@@ -11,6 +11,7 @@ pub mod control;
 pub mod cpu;
 pub mod devices;
 pub mod exit;
+pub mod exposure;
 pub mod ffmpeg;
 pub mod fsafe;
 pub mod lock;

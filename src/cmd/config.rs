@@ -39,6 +39,7 @@ pub fn run(settings: &Settings, check: bool, json: bool, init: bool) -> Result<E
     }
     warnings.extend(names_warnings);
     warnings.extend(plan.warnings.iter().cloned());
+    warnings.extend(crate::exposure::cmdline_warning(settings));
     for w in &warnings {
         eprintln!("warning: {w}");
     }

@@ -102,6 +102,9 @@ pub fn run_supervisor(
                 .join(", ")
         );
     }
+    if let Some(w) = crate::exposure::cmdline_warning(&settings) {
+        log::warn!("{w}");
+    }
     let mut sup = Supervisor::new(settings.clone(), source);
     let found = sup.wait_for_streams(settings.startup.device_wait);
     if found == 0 && settings.startup.require_devices {

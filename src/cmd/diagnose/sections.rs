@@ -163,7 +163,12 @@ pub(super) fn config_text(s: &Settings, v: &serde_json::Value, error: Option<&st
             None => out.push_str(&format!("{section} = {body}\n")),
         }
     }
-    for w in &s.warnings {
+    for w in s
+        .warnings
+        .iter()
+        .cloned()
+        .chain(crate::exposure::cmdline_warning(s))
+    {
         out.push_str(&format!("warning: {w}\n"));
     }
     out

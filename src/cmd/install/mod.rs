@@ -413,6 +413,15 @@ pub fn install(global: &Global, opts: &InstallOptions) -> Result<Exit, Error> {
     for w in &settings.warnings {
         log::warn!("{w}");
     }
+    if crate::exposure::publish_has_credentials(&settings) {
+        // ffmpeg's command line (and so the password) is readable by every local user.
+        eprintln!(
+            "note: ffmpeg publishes with a password, and every local user can read it in \
+             /proc/<pid>/cmdline. Recommended: let MediaMTX accept publishing from this host \
+             without one (mediamtx.yml, then drop the credentials from rtsp_url/username/password):\n{}",
+            crate::exposure::MEDIAMTX_LOCAL_PUBLISH
+        );
+    }
     let config = match &global.config {
         Some(c) => Some(fs::canonicalize(c).map_err(|e| {
             Error::config(format!(
