@@ -252,7 +252,12 @@ pub fn check_writable(dir: &Path) -> Result<(), String> {
     };
     std::fs::create_dir_all(dir).map_err(|e| fail("create", e))?;
     let probe = dir.join(".write-test");
-    let res = std::fs::File::create(&probe)
+    // A fresh file: a planted symlink of that name is never followed (we run as root).
+    let _ = std::fs::remove_file(&probe);
+    let res = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
         .and_then(|mut f| f.write_all(b"x").and_then(|_| f.sync_all()));
     let _ = std::fs::remove_file(&probe);
     res.map_err(|e| fail("write to", e))

@@ -76,8 +76,8 @@ pub fn run_supervisor(
     // were started with; our own files get explicit modes anyway (crate::fsafe).
     let old = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
     nix::sys::stat::umask(old | nix::sys::stat::Mode::from_bits_truncate(0o022));
-    let lock = InstanceLock::acquire(&settings.paths.state_dir)?;
     if daemonized {
+        // Before the lock, so that what taking it says (a replaced lock) is in the log.
         let path = settings.paths.log_dir.join("supervisor.log");
         crate::logs::log_to_file(&path, settings.logs.max_size, settings.logs.keep).map_err(
             |e| {
@@ -89,6 +89,7 @@ pub fn run_supervisor(
             },
         )?;
     }
+    let lock = InstanceLock::acquire(&settings.paths.state_dir)?;
     // A SIGKILLed predecessor's grandchildren (no PDEATHSIG) would stream on as orphans.
     let leftovers = crate::child::kill_leftovers(&settings.paths.state_dir);
     if !leftovers.is_empty() {

@@ -503,18 +503,26 @@ pub fn render(map: &NameMap) -> String {
 /// Write atomically: temp file in the same directory, fsync, rename, fsync the directory.
 /// Creates the parent directory.
 pub fn save(path: &Path, map: &NameMap) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
+    crate::fsafe::ensure_dir(dir, 0o755)?;
     let file_name = path
         .file_name()
         .map(|f| f.to_string_lossy().into_owned())
         .unwrap_or_else(|| "names.json".into());
     let tmp = dir.join(format!(".{file_name}.tmp.{}", std::process::id()));
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        // A fresh file (never a planted one or a symlink), 0644 whatever the umask.
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&tmp)?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
         f.write_all(render(map).as_bytes())?;
         f.sync_all()?;
         drop(f);
