@@ -438,6 +438,69 @@ mod tests {
     }
 
     #[test]
+    fn the_close_range_fallback_marks_every_open_descriptor() {
+        // Two descriptors without close-on-exec, as a library might leave them.
+        let path = c"/dev/null";
+        // SAFETY: plain open/fcntl/close on descriptors this test owns.
+        unsafe {
+            let a = libc::open(path.as_ptr(), libc::O_RDONLY);
+            let b = libc::open(path.as_ptr(), libc::O_RDONLY);
+            assert!(a > 2 && b > a);
+            let cloexec = |fd| libc::fcntl(fd, libc::F_GETFD) & libc::FD_CLOEXEC != 0;
+            assert!(!cloexec(a) && !cloexec(b));
+            cloexec_each_from(a);
+            assert!(cloexec(a) && cloexec(b));
+            libc::close(a);
+            libc::close(b);
+        }
+    }
+
+    #[test]
+    fn records_of_other_users_are_ignored() {
+        use std::os::unix::fs::PermissionsExt;
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: needs root to make a file of another user");
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        // A group leader without our marker: only its record could get it killed.
+        let mut c = std::process::Command::new("/bin/sleep")
+            .arg("5")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        record_group(d.path(), "mic", c.id() as i32);
+        let record = groups_dir(d.path()).join("mic");
+        let mode = std::fs::metadata(groups_dir(d.path()))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, GROUPS_DIR_MODE);
+        assert_eq!(
+            std::fs::metadata(&record).unwrap().permissions().mode() & 0o7777,
+            RECORD_MODE
+        );
+        // The same record, but the file belongs to nobody: never acted on.
+        std::os::unix::fs::chown(&record, Some(65534), Some(65534)).unwrap();
+        assert!(kill_leftovers(d.path()).is_empty());
+        assert!(c.try_wait().unwrap().is_none(), "the group was killed");
+        assert!(!record.exists(), "the foreign record is dropped");
+        // A symlinked groups/ is not read at all.
+        let elsewhere = tempfile::tempdir().unwrap();
+        let pid = c.id() as i32;
+        let valid = format!("{pid} {} {}", boot_id(), start_time(pid).unwrap());
+        std::fs::write(elsewhere.path().join("x"), valid).unwrap();
+        std::fs::remove_dir(groups_dir(d.path())).unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), groups_dir(d.path())).unwrap();
+        assert!(kill_leftovers(d.path()).is_empty());
+        assert!(elsewhere.path().join("x").exists());
+        assert!(c.try_wait().unwrap().is_none(), "the group was killed");
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+
+    #[test]
     fn spawn_records_the_group() {
         let d = tempfile::tempdir().unwrap();
         let spec = ChildSpec {

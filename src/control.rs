@@ -221,6 +221,13 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+        // Bound in a private directory, which is gone again.
+        let left: Vec<_> = std::fs::read_dir(d.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("control.sock")]);
         let r = request(d.path(), &Request::Ping, Duration::from_secs(2)).unwrap();
         assert!(r.ok);
         let r = request(

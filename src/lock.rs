@@ -375,6 +375,52 @@ mod tests {
     }
 
     #[test]
+    fn every_flock_holder_of_the_inode() {
+        let text = "1: FLOCK  ADVISORY  WRITE 27640 fe:00:42 0 EOF\n\
+                    1: -> FLOCK  ADVISORY  WRITE 99 fe:00:42 0 EOF\n\
+                    2: FLOCK  ADVISORY  READ 11 fe:00:42 0 EOF\n\
+                    3: POSIX  ADVISORY  WRITE 12 fe:00:42 0 EOF\n\
+                    4: FLOCK  ADVISORY  READ 13 fe:00:43 0 EOF\n";
+        assert_eq!(holders_in(text, 42), vec![27640, 11]);
+        assert_eq!(holders_in(text, 7), Vec::<i32>::new());
+    }
+
+    #[test]
+    fn the_lock_is_0600_and_a_foreign_one_is_replaced() {
+        let d = tempfile::tempdir().unwrap();
+        let path = lock_path(d.path());
+        // An earlier version's 0644 lock of ours: tightened, same file.
+        std::fs::write(&path, "").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let ino = std::fs::metadata(&path).unwrap().ino();
+        let l = InstanceLock::acquire(d.path()).unwrap();
+        let m = std::fs::metadata(&path).unwrap();
+        assert_eq!((m.permissions().mode() & 0o7777, m.ino()), (0o600, ino));
+        let pid = std::fs::metadata(pid_path(d.path())).unwrap();
+        assert_eq!(pid.permissions().mode() & 0o7777, 0o644);
+        drop(l);
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return;
+        }
+        // Another user's lock file (or a symlink) is replaced by a fresh one of ours.
+        std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+        let l = InstanceLock::acquire(d.path()).unwrap();
+        let m = std::fs::symlink_metadata(&path).unwrap();
+        assert_eq!((m.uid(), m.permissions().mode() & 0o7777), (0, 0o600));
+        assert_ne!(m.ino(), ino);
+        assert!(!d.path().join("lock.new").exists());
+        drop(l);
+        let target = d.path().join("target");
+        std::fs::write(&target, "keep").unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        drop(InstanceLock::acquire(d.path()).unwrap());
+        assert!(std::fs::symlink_metadata(&path).unwrap().is_file());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+    }
+
+    #[test]
     fn second_acquire_fails_with_5_and_release_on_drop() {
         let d = tempfile::tempdir().unwrap();
         let l = InstanceLock::acquire(d.path()).unwrap();

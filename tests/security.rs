@@ -457,6 +457,12 @@ fn a_password_with_a_slash_is_redacted_everywhere() {
     }
     let out = s.run(&["config", "--json"]);
     leaks("config --json", &text(&out));
+    let out = s.run(&["diagnose"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    leaks("diagnose", &text(&out));
+    if !mountinfo.contains("hidepid=") {
+        assert!(text(&out).contains("/proc/<pid>/cmdline"), "{}", text(&out));
+    }
 
     s.start_healthy(1);
     let out = s.run(&["status"]);
