@@ -145,16 +145,44 @@ fn check_dir(dir: &Path, mode: u32) -> io::Result<()> {
     Ok(())
 }
 
-/// Open `path` for appending, creating it with `mode`; never through a symlink. A file that
-/// exists must be ours; its mode is set to `mode` (an older version may have left 0666).
+/// Open `path` for appending, creating it with `mode`; never through a symlink. A file of
+/// ours that exists gets `mode` (an older version may have left 0666); anything else under
+/// that name (another user's file, a symlink, a FIFO: planted while the directory was open
+/// to others) is removed and a fresh file made in its place, with a warning.
 pub fn open_append(path: &Path, mode: u32) -> io::Result<File> {
-    let f = OpenOptions::new()
+    let opened = OpenOptions::new()
         .create(true)
         .append(true)
         .mode(mode)
-        .custom_flags(libc::O_NOFOLLOW)
+        // O_NONBLOCK: a planted FIFO must not block the open (regular files ignore it).
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path);
+    let why = match opened {
+        Ok(f) => match own_and_mode(&f, path, mode) {
+            Ok(()) => {
+                use std::os::fd::AsRawFd;
+                // SAFETY: F_GETFL/F_SETFL on our own open descriptor.
+                unsafe {
+                    let fl = libc::fcntl(f.as_raw_fd(), libc::F_GETFL);
+                    libc::fcntl(f.as_raw_fd(), libc::F_SETFL, fl & !libc::O_NONBLOCK);
+                }
+                return Ok(f);
+            }
+            Err(e) => e.to_string(),
+        },
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENXIO)) => {
+            format!("{}: a symlink or a FIFO", path.display())
+        }
+        Err(e) => return Err(e),
+    };
+    log::warn!("{why}: not a file of ours; replacing it with a fresh one");
+    std::fs::remove_file(path)?;
+    let f = OpenOptions::new()
+        .append(true)
+        .create_new(true)
+        .mode(mode)
         .open(path)?;
-    own_and_mode(&f, path, mode)?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))?;
     Ok(f)
 }
 
@@ -255,11 +283,28 @@ mod tests {
         let target = d.path().join("target");
         std::fs::write(&target, "keep").unwrap();
         std::os::unix::fs::symlink(&target, dir.join("y.log")).unwrap();
-        assert!(open_append(&dir.join("y.log"), 0o640).is_err());
+        assert!(untrusted_file(&dir.join("y.log")).is_some());
+        let mut f = open_append(&dir.join("y.log"), 0o640).unwrap();
+        f.write_all(b"line\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("y.log")).unwrap(),
+            "line\n"
+        );
+        assert_eq!(mode(&dir.join("y.log")), 0o640);
+        // A planted FIFO neither blocks the open nor stays.
+        nix::unistd::mkfifo(
+            &dir.join("f.log"),
+            nix::sys::stat::Mode::from_bits_truncate(0o666),
+        )
+        .unwrap();
+        drop(open_append(&dir.join("f.log"), 0o640).unwrap());
+        assert!(std::fs::symlink_metadata(dir.join("f.log"))
+            .unwrap()
+            .is_file());
         std::os::unix::fs::symlink(&target, dir.join("z")).unwrap();
         write_atomic(&dir.join("z"), b"new", 0o600).unwrap();
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
-        assert!(untrusted_file(&dir.join("y.log")).is_some());
         assert!(untrusted_file(&dir.join("z")).is_none());
     }
 
