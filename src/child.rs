@@ -195,7 +195,8 @@ pub fn kill_leftovers(state_dir: &Path) -> Vec<i32> {
             false
         }
     };
-    if let Ok(rd) = std::fs::read_dir(&dir).map(|rd| rd.filter(|_| usable)) {
+    let records = std::fs::read_dir(&dir).ok().filter(|_| usable);
+    if let Some(rd) = records {
         for e in rd.flatten() {
             if let Some(why) = crate::fsafe::untrusted_file(&e.path()) {
                 log::warn!("ignoring group record {why}");

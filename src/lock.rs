@@ -291,7 +291,9 @@ pub fn is_held(state_dir: &Path) -> bool {
         return false;
     };
     match holders(m.ino()) {
-        Some(h) => h.iter().any(|pid| crate::fsafe::process_trusted(*pid)),
+        Some(h) => h
+            .iter()
+            .any(|pid| *pid == 0 || crate::fsafe::process_trusted(*pid)),
         // No /proc/locks: probe (without keeping it).
         None => File::open(&path)
             .is_ok_and(|f| matches!(f.try_lock_shared(), Err(TryLockError::WouldBlock))),
@@ -319,10 +321,17 @@ fn holders_in(locks: &str, ino: u64) -> Vec<i32> {
         .collect()
 }
 
-/// `Some(description)` when `ino` is held, and only by processes we do not trust.
+/// `Some(description)` when `ino` is held, and only by processes we do not trust. Pid 0
+/// is a holder in another pid namespace (a supervisor in a container sharing the state
+/// dir?): unknown, so never "foreign". A positive pid that is gone took the lock and
+/// passed its descriptor on before dying: never a supervisor (ours holds its own lock for
+/// as long as it lives).
 fn foreign_holders(ino: u64) -> Option<String> {
     let h = holders(ino)?;
-    if h.is_empty() || h.iter().any(|p| crate::fsafe::process_trusted(*p)) {
+    if h.is_empty()
+        || h.iter()
+            .any(|p| *p == 0 || crate::fsafe::process_trusted(*p))
+    {
         return None;
     }
     let who: Vec<String> = h

@@ -232,8 +232,6 @@ pub const MAX_READING: usize = 32;
 /// in milliseconds (at worst `WRITE_TIMEOUT` for a client that stops reading a body
 /// larger than its socket buffer); over this, the answer is 503.
 const MAX_ANSWERING: usize = 16;
-/// Stack of a connection thread: it parses a head and writes one answer.
-const CONN_STACK: usize = 256 * 1024;
 
 // Slot policy and long-lived connections (a later status page with server-sent events):
 // a connection is only ever in one class. "Reading" (no complete head yet) is bounded by
@@ -302,7 +300,6 @@ pub fn serve_listener(
                 let (render, slots2) = (render.clone(), slots.clone());
                 let spawned = std::thread::Builder::new()
                     .name("metrics-conn".into())
-                    .stack_size(CONN_STACK)
                     .spawn(move || handle_connection(stream, id, &slots2, &*render));
                 if spawned.is_err() {
                     slots.done_reading(id);
