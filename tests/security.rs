@@ -457,9 +457,22 @@ fn a_password_with_a_slash_is_redacted_everywhere() {
     }
     let out = s.run(&["config", "--json"]);
     leaks("config --json", &text(&out));
+    // A symlink planted in the log directory is not followed by root's diagnose (the
+    // report may be posted publicly).
+    std::fs::create_dir_all(s.log_dir()).unwrap();
+    let private = s.dir.path().join("private.txt");
+    std::fs::write(&private, "TOP-SECRET-CONTENT\n").unwrap();
+    std::os::unix::fs::symlink(&private, s.log_dir().join("planted.log")).unwrap();
     let out = s.run(&["diagnose"]);
     assert_eq!(code(&out), 0, "{}", text(&out));
     leaks("diagnose", &text(&out));
+    assert!(!text(&out).contains("TOP-SECRET-CONTENT"), "{}", text(&out));
+    assert!(
+        text(&out).contains("planted.log: not a regular file: skipped"),
+        "{}",
+        text(&out)
+    );
+    std::fs::remove_file(s.log_dir().join("planted.log")).unwrap();
     if !mountinfo.contains("hidepid=") {
         assert!(text(&out).contains("/proc/<pid>/cmdline"), "{}", text(&out));
     }

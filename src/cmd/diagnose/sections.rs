@@ -440,6 +440,13 @@ pub(super) fn logs(s: &Settings, snap: &crate::status::Snapshot, r: &mut Report)
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        // Never through a symlink or into another user's file (planted while the log
+        // directory was open to others): a report may be posted publicly.
+        if let Some(why) = crate::fsafe::untrusted_file(&f) {
+            r.unreadable
+                .push(format!("{why}: skipped, not a log of ours"));
+            continue;
+        }
         match tail(&f, LOG_LINES) {
             Ok(t) => {
                 summary.push_str(&format!(
