@@ -67,13 +67,19 @@ pub fn untrusted_file(path: &Path) -> Option<String> {
 pub fn ensure_dir(dir: &Path, mode: u32) -> io::Result<()> {
     match std::fs::metadata(dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                if !parent.exists() {
-                    // Parents made on the way get the usual 0755.
-                    std::fs::DirBuilder::new()
-                        .recursive(true)
-                        .mode(0o755)
-                        .create(parent)?;
+            // Parents made on the way get the usual 0755, whatever the umask.
+            let mut missing: Vec<&Path> = dir
+                .ancestors()
+                .skip(1)
+                .filter(|p| !p.as_os_str().is_empty())
+                .take_while(|p| std::fs::symlink_metadata(p).is_err())
+                .collect();
+            missing.reverse();
+            for p in missing {
+                match std::fs::DirBuilder::new().mode(0o755).create(p) {
+                    Ok(()) => std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755))?,
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(e),
                 }
             }
             match std::fs::DirBuilder::new().mode(mode).create(dir) {
@@ -242,14 +248,32 @@ pub fn write_atomic(path: &Path, text: &[u8], mode: u32) -> io::Result<()> {
 mod tests {
     use super::*;
 
-    /// Run `f` with `umask 000` (process-wide: only for these tests' own temp paths).
-    fn with_umask_000<T>(f: impl FnOnce() -> T) -> T {
+    /// Run `f` under `mask` (process-wide, briefly: only for these tests' own temp paths).
+    fn with_umask<T>(mask: u32, f: impl FnOnce() -> T) -> T {
         static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        let old = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+        let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
         let r = f();
         nix::sys::stat::umask(old);
         r
+    }
+
+    fn with_umask_000<T>(f: impl FnOnce() -> T) -> T {
+        with_umask(0, f)
+    }
+
+    #[test]
+    fn a_strict_umask_does_not_narrow_the_modes_either() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("p/q/state");
+        with_umask(0o077, || {
+            ensure_dir(&dir, 0o755).unwrap();
+            write_atomic(&dir.join("supervisor.pid"), b"1\n", 0o644).unwrap();
+        });
+        for p in [d.path().join("p"), d.path().join("p/q"), dir.clone()] {
+            assert_eq!(mode(&p), 0o755, "{}", p.display());
+        }
+        assert_eq!(mode(&dir.join("supervisor.pid")), 0o644);
     }
 
     fn mode(p: &Path) -> u32 {
