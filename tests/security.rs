@@ -218,6 +218,86 @@ fn start_works_while_another_user_holds_or_tries_the_lock() {
     assert_eq!(code(&out), 0, "{}", text(&out));
 }
 
+/// Children killed on drop (whatever the test's outcome).
+struct Kids(Vec<std::process::Child>);
+impl Drop for Kids {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[test]
+fn concurrent_starts_against_a_squatted_lock_run_exactly_one_supervisor() {
+    if !can_play_nobody("concurrent_starts_against_a_squatted_lock_run_exactly_one_supervisor") {
+        return;
+    }
+    let s = Sup::mics(&[(1, "garden")], "run");
+    open_to_nobody(&s);
+    let state = s.state_dir();
+    let lock = state.join("lock");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(&lock, "").unwrap();
+    std::fs::set_permissions(&lock, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut c = as_nobody("flock");
+    c.arg("-x").arg(&lock).args(["sleep", "60"]);
+    let _squatter = Foreign::spawn(c);
+    wait_until("nobody's flock on the lock", Duration::from_secs(5), || {
+        !flock_holders(&lock).is_empty()
+    });
+
+    // Four starts race to replace the squatted lock: one wins, the others see it held.
+    let mut kids = Kids(Vec::new());
+    for i in 0..4 {
+        let err = std::fs::File::create(s.dir.path().join(format!("start{i}.err"))).unwrap();
+        kids.0.push(
+            s.cmd(&["start", "--foreground"])
+                .stdout(Stdio::null())
+                .stderr(err)
+                .spawn()
+                .unwrap(),
+        );
+    }
+    s.wait_for("a supervisor answering", Duration::from_secs(10), |s| {
+        s.status().is_some()
+    });
+    let until = Instant::now() + Duration::from_secs(10);
+    let mut codes;
+    loop {
+        codes = kids
+            .0
+            .iter_mut()
+            .map(|k| k.try_wait().unwrap().and_then(|st| st.code()))
+            .collect::<Vec<_>>();
+        if codes.iter().filter(|c| c.is_some()).count() == 3 || Instant::now() >= until {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let errs: Vec<String> = (0..4)
+        .map(|i| std::fs::read_to_string(s.dir.path().join(format!("start{i}.err"))).unwrap())
+        .collect();
+    assert_eq!(
+        codes.iter().filter(|c| **c == Some(5)).count(),
+        3,
+        "{codes:?}\n{errs:#?}"
+    );
+    let winner = codes.iter().position(|c| c.is_none()).unwrap();
+    assert_eq!(
+        s.supervisor_pid(),
+        Some(kids.0[winner].id() as i32),
+        "{errs:#?}"
+    );
+    let m = std::fs::metadata(&lock).unwrap();
+    assert_eq!(m.permissions().mode() & 0o7777, 0o600);
+    assert!(!state.join("lock.new").exists());
+    let out = s.run(&["stop"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+}
+
 // ---- 2. the marker -------------------------------------------------------------------
 
 #[test]
