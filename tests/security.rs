@@ -672,3 +672,38 @@ fn scrape(addr: std::net::SocketAddr) -> (String, Duration) {
     let status = out.lines().next().unwrap_or("empty reply").to_string();
     (status, t0.elapsed())
 }
+
+// ---- 5. install recommends publishing by IP ------------------------------------------
+
+#[test]
+fn install_recommends_publishing_by_ip_when_a_password_is_configured() {
+    let mut s = Sup::mics(&[(1, "garden")], "run");
+    let root = s.dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let install = |s: &Sup| {
+        s.run(&[
+            "install",
+            "--root",
+            root.to_str().unwrap(),
+            "--dry-run",
+            "--binary",
+            "/usr/bin/mediamtx-stream-manager",
+        ])
+    };
+    let out = install(&s);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(!text(&out).contains("authInternalUsers"), "{}", text(&out));
+
+    s.rtsp_url = "rtsp://pub:se/cr3t@127.0.0.1:8554".into();
+    s.write_config();
+    let out = install(&s);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("authInternalUsers")
+            && err.contains("ips: ['127.0.0.1', '::1']")
+            && err.contains("action: publish"),
+        "{err}"
+    );
+    assert!(!text(&out).contains("cr3t"), "{}", text(&out));
+}
