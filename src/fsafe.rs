@@ -65,6 +65,26 @@ pub fn untrusted_file(path: &Path) -> Option<String> {
 /// older version, or a hand-made `mkdir` under `umask 000`), unless it is sticky (a
 /// shared directory such as /tmp: then an error, choose a directory of its own).
 pub fn ensure_dir(dir: &Path, mode: u32) -> io::Result<()> {
+    make_dir(dir, mode, Tighten::Exact)
+}
+
+/// `ensure_dir` for a directory that may be shared with other programs of root's (the
+/// log directory, the names file's directory): made with `mode`; when it exists, only a
+/// write bit for others is taken away (a group-writable `/var/log` stays as it is).
+pub fn ensure_shared_dir(dir: &Path, mode: u32) -> io::Result<()> {
+    make_dir(dir, mode, Tighten::OthersWrite)
+}
+
+/// What `check_dir` does to an existing directory of ours that others may write.
+#[derive(Clone, Copy)]
+enum Tighten {
+    /// Ours alone (the state dir and what is in it): set to the mode meant.
+    Exact,
+    /// Possibly shared: drop only the others' write bit.
+    OthersWrite,
+}
+
+fn make_dir(dir: &Path, mode: u32, tighten: Tighten) -> io::Result<()> {
     match std::fs::metadata(dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             // Parents made on the way get the usual 0755, whatever the umask.
@@ -84,14 +104,16 @@ pub fn ensure_dir(dir: &Path, mode: u32) -> io::Result<()> {
             }
             match std::fs::DirBuilder::new().mode(mode).create(dir) {
                 Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return check_dir(dir, mode),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    return check_dir(dir, mode, tighten)
+                }
                 Err(e) => return Err(e),
             }
             // The umask narrowed the mode at mkdir; set it as meant.
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
         }
         Err(e) => Err(e),
-        Ok(_) => check_dir(dir, mode),
+        Ok(_) => check_dir(dir, mode, tighten),
     }
 }
 
@@ -106,7 +128,7 @@ pub fn existing_dir(dir: &Path, mode: u32) -> io::Result<bool> {
             "{}: not a directory (a symlink?)",
             dir.display()
         ))),
-        Ok(_) => check_dir(dir, mode).map(|_| true),
+        Ok(_) => check_dir(dir, mode, Tighten::Exact).map(|_| true),
     }
 }
 
@@ -118,7 +140,7 @@ pub fn ensure_subdir(dir: &Path, mode: u32) -> io::Result<()> {
     ensure_dir(dir, mode)
 }
 
-fn check_dir(dir: &Path, mode: u32) -> io::Result<()> {
+fn check_dir(dir: &Path, mode: u32, tighten: Tighten) -> io::Result<()> {
     let m = std::fs::metadata(dir)?;
     if !m.is_dir() {
         return Err(io::Error::other(format!(
@@ -135,20 +157,22 @@ fn check_dir(dir: &Path, mode: u32) -> io::Result<()> {
         )));
     }
     let have = m.permissions().mode() & 0o7777;
-    if have & 0o022 != 0 {
-        if have & 0o1000 != 0 {
-            return Err(io::Error::other(format!(
-                "{} is a shared directory (mode {have:04o}): point it at a directory of its own",
-                dir.display()
-            )));
-        }
-        log::warn!(
-            "{}: mode {have:04o} let other users write into it; set to {mode:04o}",
+    let want = match tighten {
+        Tighten::Exact if have & 0o022 != 0 => mode,
+        Tighten::OthersWrite if have & 0o002 != 0 => have & !0o002,
+        _ => return Ok(()),
+    };
+    if have & 0o002 != 0 && have & 0o1000 != 0 {
+        return Err(io::Error::other(format!(
+            "{} is a shared directory (mode {have:04o}): point it at a directory of its own",
             dir.display()
-        );
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))?;
+        )));
     }
-    Ok(())
+    log::warn!(
+        "{}: mode {have:04o} let other users write into it; set to {want:04o}",
+        dir.display()
+    );
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(want))
 }
 
 /// Open `path` for appending, creating it with `mode`; never through a symlink. A file of
@@ -303,6 +327,14 @@ mod tests {
         let e = ensure_dir(&dir, 0o755).unwrap_err();
         assert!(e.to_string().contains("shared directory"), "{e}");
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // A possibly shared directory (logs): group write stays, others' write goes.
+        let logs = d.path().join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        for (have, want) in [(0o775, Some(0o775)), (0o777, Some(0o775)), (0o1777, None)] {
+            std::fs::set_permissions(&logs, std::fs::Permissions::from_mode(have)).unwrap();
+            let got = ensure_shared_dir(&logs, 0o755).map(|_| mode(&logs)).ok();
+            assert_eq!(got, want, "{have:04o}");
+        }
         // A planted symlink is never followed.
         let target = d.path().join("target");
         std::fs::write(&target, "keep").unwrap();

@@ -29,7 +29,7 @@ const REPEAT_FLUSH: Duration = Duration::from_secs(5);
 impl RotatingLog {
     pub fn open(path: &Path, max_size: u64, keep: u32) -> io::Result<RotatingLog> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            crate::fsafe::ensure_dir(dir, crate::supervisor::LOG_DIR_MODE)?;
+            crate::fsafe::ensure_shared_dir(dir, crate::supervisor::LOG_DIR_MODE)?;
         }
         let file = crate::fsafe::open_append(path, LOG_MODE)?;
         let size = file.metadata()?.len();

@@ -508,7 +508,7 @@ pub fn save(path: &Path, map: &NameMap) -> std::io::Result<()> {
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    crate::fsafe::ensure_dir(dir, 0o755)?;
+    crate::fsafe::ensure_shared_dir(dir, 0o755)?;
     let file_name = path
         .file_name()
         .map(|f| f.to_string_lossy().into_owned())

@@ -205,13 +205,15 @@ impl Supervisor {
                 crate::util::io_reason(&e)
             ))
         })?;
-        crate::fsafe::ensure_dir(&self.settings.paths.log_dir, LOG_DIR_MODE).map_err(|e| {
-            Error::general(format!(
-                "cannot create log directory {}: {}",
-                self.settings.paths.log_dir.display(),
-                crate::util::io_reason(&e)
-            ))
-        })?;
+        crate::fsafe::ensure_shared_dir(&self.settings.paths.log_dir, LOG_DIR_MODE).map_err(
+            |e| {
+                Error::general(format!(
+                    "cannot create log directory {}: {}",
+                    self.settings.paths.log_dir.display(),
+                    crate::util::io_reason(&e)
+                ))
+            },
+        )?;
         let registry = self.registry.clone();
         let info = self.info.clone();
         let tx = Mutex::new(self.events_tx.clone());
