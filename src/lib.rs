@@ -14,6 +14,7 @@ pub mod exit;
 pub mod exposure;
 pub mod ffmpeg;
 pub mod fsafe;
+pub mod http;
 pub mod lock;
 pub mod logs;
 pub mod mediamtx;
