@@ -399,6 +399,7 @@ mod tests {
             by_id: Some("usb-MV7-00".into()),
             by_path: None,
             usbid: None,
+            cards_name: None,
         };
         let plan = streams::plan(&s, None, &[d]).unwrap();
         let p = Path::new("/etc/mediamtx/audio-devices.conf");
