@@ -1,0 +1,1249 @@
+//! Differential test against the bash tool's own code (issue 15): the naming and lookup
+//! functions of lyrebird-stream-manager.sh v1.5.0, vendored verbatim under
+//! `tests/bash_upstream/` (with its Apache-2.0 licence), and `config --json` of the built
+//! binary run on the same fake `/proc/asound` + `/dev/snd` trees and the same
+//! `audio-devices.conf` files.
+//!
+//! Every comparison is identical, sanctioned (a difference SPEC.md asks for; the rule is
+//! named) or unsanctioned. The test prints a summary and every unsanctioned case, and fails on
+//! any. Run with `-- --nocapture` to see the summary when it passes.
+//!
+//! - Names: every device of every host, compared without a device config (the file cannot
+//!   change an automatic name).
+//! - Settings: the five parameters of every device of every host that has a device config.
+//!
+//! Sanctioned differences, each checked narrowly:
+//! - bash's time-based `stream_<epoch>` (a name with nothing usable) vs our deterministic
+//!   `card_<md5>` (SPEC §4 rule 3: "Never a time-based fallback");
+//! - a card bash does not stream because another card has a by-id link while it has none, or
+//!   because it is the twin without the shared link (SPEC §4: both twins stream; rule 4);
+//! - settings equal to what bash gives once the file's BOM and CRs are dropped (SPEC §5: CRLF
+//!   and BOM accepted), once its `DEFAULT_*` lines count (SPEC §5: honoured; bash crashed on
+//!   them), once the value is validated and normalised (SPEC §5 validation), or a file we
+//!   refuse with exit 4 and file:line because a value is invalid or a line is not a plain
+//!   assignment (SPEC §5: validated; parsed, never executed).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use common::fake_host::FakeHost;
+use mediamtx_stream_manager::naming;
+use serde_json::Value;
+
+const PARAMS: [&str; 5] = [
+    "SAMPLE_RATE",
+    "CHANNELS",
+    "CODEC",
+    "BITRATE",
+    "THREAD_QUEUE",
+];
+const JSON_PARAMS: [&str; 5] = [
+    "sample_rate",
+    "channels",
+    "codec",
+    "bitrate",
+    "thread_queue",
+];
+
+const R_DETERMINISTIC: &str =
+    "SPEC §4 rule 3: names are deterministic (card_<md5>, never bash's stream_<epoch>)";
+const R_TWINS: &str = "SPEC §4: two devices that would get the same name both stream";
+const R_NO_LINK: &str =
+    "SPEC §4 rule 4: a card without a by-id link streams even when others have one";
+const R_CRLF_BOM: &str = "SPEC §5: CRLF line endings and a UTF-8 BOM are accepted";
+const R_DEFAULTS: &str = "SPEC §5: DEFAULT_* lines are honoured (bash crashed on them)";
+const R_NORMALISED: &str = "SPEC §5 validation: the value is checked and normalised";
+const R_VALIDATION: &str = "SPEC §5 validation: an invalid value is exit 4 naming file:line";
+const R_NEVER_EXECUTED: &str =
+    "SPEC §5: the file is parsed, never executed (exit 4 naming file:line)";
+
+// ---------------------------------------------------------------------------------------
+// Corpus
+
+/// Real `/dev/snd/by-id` names of common USB microphones and interfaces (udev's
+/// `usb-<vendor>_<model>_<serial>-<interface>`), as the kernel and udev write them.
+const REAL: &[&str] = &[
+    "usb-Blue_Microphones_Yeti_Stereo_Microphone_REV8-00",
+    "usb-Blue_Microphones_Yeti_Stereo_Microphone_797_2018_12_21_47361-00",
+    "usb-Blue_Microphones_Yeti_X_2034SG001Y28_888-000313110306-00",
+    "usb-Blue_Microphones_Yeti_Nano_1945SG000AN8_888-000301110106-00",
+    "usb-Blue_Microphones_Snowball_201305-00",
+    "usb-BLUE_MICROPHONE_Blue_Snowball_201305-00",
+    "usb-Blue_Microphones_Yeti_GX_2213SG00B3X8-00",
+    "usb-RODE_Microphones_RODE_NT-USB-00",
+    "usb-RODE_Microphones_RODE_NT-USB_Mini_9F2B3C1A-00",
+    "usb-RØDE_Microphones_RØDE_NT-USB+_C8F2A1B3-00",
+    "usb-R__DE_Microphones_R__DE_PodMic_USB_4A3B2C1D-00",
+    "usb-RODE_Microphones_RODECaster_Pro_II-00",
+    "usb-RODE_Microphones_Wireless_GO_II_RX-00",
+    "usb-Audio-Technica_Corporation_AT2020USB+-00",
+    "usb-Audio-Technica_AT2020USB_-00",
+    "usb-Audio-Technica_Corp._AT2020USB-X-00",
+    "usb-Audio-Technica_Corporation_ATR2100x-USB_Microphone-00",
+    "usb-Audio-Technica_Corporation_AT2005USB-00",
+    "usb-Focusrite_Scarlett_2i2_USB_Y8XKMR611A4A9F-00",
+    "usb-Focusrite_Scarlett_Solo_USB_Y7RZ2GA0B3F8C1-00",
+    "usb-Focusrite_Scarlett_2i2_4th_Gen_S2F4R3B9C1D0E5-00",
+    "usb-Focusrite_Scarlett_18i20_USB_P9E1234567ABC-00",
+    "usb-Focusrite_Scarlett_4i4_4th_Gen_S4A1B2C3D4E5-00",
+    "usb-Focusrite_Vocaster_One_USB_V1A2B3C4D5-00",
+    "usb-BEHRINGER_UMC202HD_192k-00",
+    "usb-BEHRINGER_UMC204HD_192k-00",
+    "usb-BEHRINGER_UMC404HD_192k-00",
+    "usb-BEHRINGER_UMC22-00",
+    "usb-Burr-Brown_from_TI_USB_Audio_CODEC-00",
+    "usb-BEHRINGER_X-USB_2B53A4D1-00",
+    "usb-BEHRINGER_FLOW_8_FL8A1234-00",
+    "usb-Samson_Technologies_Samson_Meteor_Mic-00",
+    "usb-Samson_Technologies_Samson_Q2U_Microphone-00",
+    "usb-Samson_Technologies_Samson_GoMic-00",
+    "usb-Samson_Technologies_Samson_Q9U-00",
+    "usb-SAMSON_C01U_Pro-00",
+    "usb-ZOOM_Corporation_H2n-00",
+    "usb-ZOOM_Corporation_H4n_Pro-00",
+    "usb-Zoom_H5_000000000000-00",
+    "usb-ZOOM_Corporation_ZOOM_H6_Audio-00",
+    "usb-ZOOM_Corporation_ZOOM_PodTrak_P4-00",
+    "usb-ZOOM_Corporation_F3-00",
+    "usb-C-Media_Electronics_Inc._USB_PnP_Sound_Device-00",
+    "usb-C-Media_Electronics_Inc._USB_Audio_Device-00",
+    "usb-C-Media_Electronics_Inc._USB_Advanced_Audio_Device-00",
+    "usb-GeneralPlus_USB_Audio_Device-00",
+    "usb-Jieli_Technology_UACDemoV1.0_1120040804000000-00",
+    "usb-Generic_USB_Audio_201405280001-00",
+    "usb-0c76_USB_PnP_Audio_Device-00",
+    "usb-MV7-00",
+    "usb-Shure_Inc_Shure_MV7-00",
+    "usb-Shure_Inc_Shure_MV5-00",
+    "usb-Shure_Inc_Shure_MV51_Digital_Large-Diaphragm_Microphone-00",
+    "usb-Shure_Inc_Shure_MV7+_000000000001-00",
+    "usb-Shure_Inc_Shure_MVX2U_MVX2U-2203-00",
+    "usb-Logitech_Logitech_USB_Headset-00",
+    "usb-Logitech_G_PRO_X_Gaming_Headset_00000000-00",
+    "usb-046d_HD_Pro_Webcam_C920_A1B2C3D4-02",
+    "usb-046d_0825_12345678-02",
+    "usb-Logitech_Yeti_GX_2313SG00A1B2-00",
+    "usb-Razer_Razer_Seiren_Mini_UC2115L03401016-00",
+    "usb-Razer_Inc_Razer_Seiren_X_UC1234-00",
+    "usb-HyperX_HyperX_QuadCast_4100-00",
+    "usb-Kingston_HyperX_QuadCast_S_4100-00",
+    "usb-HP__Inc_HyperX_SoloCast-00",
+    "usb-Elgato_Systems_Elgato_Wave_3_BS01K1A02345-00",
+    "usb-Elgato_Wave_1_BS20K1A00012-00",
+    "usb-FIFINE_Microphones_Fifine_K669_Microphone_REV1.0-00",
+    "usb-FIFINE_Microphones_AmpliGame_A8-00",
+    "usb-MAONO_AU-PM421_2020-00",
+    "usb-MAONO_Maonocaster-00",
+    "usb-TONOR_TONOR_TC-777_Audio_Device-00",
+    "usb-Antlion_Audio_Antlion_USB_adapter-00",
+    "usb-Apogee_Electronics_Corp_HypeMiC-00",
+    "usb-PreSonus_AudioBox_USB_96_AB1234567-00",
+    "usb-PreSonus_Revelator_io24_RV1A2B3C-00",
+    "usb-M-Audio_M-Track_2X2M-00",
+    "usb-M-Audio_AIR_192_4-00",
+    "usb-Roland_Rubix22-00",
+    "usb-Roland_UA-25EX-00",
+    "usb-TASCAM_US-2x2-00",
+    "usb-TEAC_Corporation_TASCAM_DR-40X-00",
+    "usb-Tascam_DR-05X-00",
+    "usb-MOTU_M2_M2AE12345ABC-00",
+    "usb-Native_Instruments_Komplete_Audio_6_123456AB-00",
+    "usb-Steinberg_UR22mkII-00",
+    "usb-Yamaha_Corporation_Steinberg_UR22C-00",
+    "usb-Yamaha_Corporation_AG03MK2-00",
+    "usb-SteelSeries_SteelSeries_Arctis_7-00",
+    "usb-Plantronics_Plantronics_Blackwire_3220_Series_D1C2B3A4-00",
+    "usb-Jabra_Jabra_SPEAK_510_USB_745C4B6B2B7E020A00-00",
+    "usb-Sennheiser_Communications_Sennheiser_USB_headset-00",
+    "usb-Sennheiser_Profile_USB_Microphone-00",
+    "usb-Sonix_Technology_Co.__Ltd._USB_2.0_Camera_SN0001-02",
+    "usb-Microsoft_Microsoft___LifeCam_HD-3000-02",
+    "usb-Creative_Technology_Ltd_Sound_Blaster_Play__3_00128226-00",
+    "usb-DJI_DJI_Mic_2_5A3C2D1E-00",
+    "usb-Sony_Corporation_ICD-UX570-00",
+    "usb-Audient_iD4-00",
+    "usb-Audient_EVO_4-00",
+    "usb-Solid_State_Logic_SSL_2-00",
+    "usb-Universal_Audio_Volt_1_VOLT1A2B3C-00",
+    "usb-Boya_BY-PM500-00",
+    "usb-Turtle_Beach_Stealth_600-00",
+    "usb-Tonor_TC30_Audio_Device-00",
+    "usb-Neat_Microphones_Neat_Bumblebee_II-00",
+    "usb-Marantz_Professional_MPM-2000U-00",
+    "usb-Movo_UM700-00",
+    "usb-JLAB_TALK_GO_MICROPHONE-00",
+    "usb-Saramonic_SmartRig_Di-00",
+    "usb-Lewitt_Audio_Connect_6_L6A1B2-00",
+    "usb-IK_Multimedia_iRig_Pro_Duo_I_O-00",
+    "usb-Cambridge_Silicon_Radio_USB_Audio-00",
+    "usb-Realtek_USB_Audio_201405280001-00",
+    "usb-Texas_Instruments_PCM2902_Audio_Codec-00",
+    "usb-Unknown_USB_Audio_Device-00",
+    "usb-Plugable_USB_Audio_Device-00",
+    "usb-Sabrent_USB_Audio_Adapter-00",
+    "usb-ASUS_Xonar_U3-00",
+];
+
+/// Names that probe every rule: prefixes, digits, punctuation, reserved words, Unicode
+/// (including characters whose Unicode lowercase is ASCII), echo options, lengths around 48.
+fn edge_names() -> Vec<String> {
+    let mut v: Vec<String> = [
+        // Prefixes (each in turn, case-sensitive) and digit-leading rests.
+        "usb-audio-blue-yeti",
+        "usb_audio_Zoom_H2n",
+        "usb-audio-usb_audio_mic",
+        "usb_audio_usb-audio-mic",
+        "USB-AUDIO-Mic",
+        "usb-AUDIO-mic",
+        "x-usb-audio-y",
+        "usb-audio-1234",
+        "usb-audio-2mic",
+        "usb_audio_48k",
+        "usb-audio-_7",
+        "usb-audio-0",
+        "2nd_Mic-00",
+        "1234",
+        "9-00",
+        "0d8c_0014-00",
+        "_leading_underscore-00",
+        "-leading-dash-00",
+        "usb-1-00",
+        // Reserved words.
+        "usb-audio-api",
+        "usb-audio-health",
+        "usb_audio_metrics",
+        "control",
+        "Stats",
+        "usb-audio-Control",
+        "usb-audio-stream_api",
+        "usb-audio-api-2",
+        // Punctuation (udev keeps `#+-.:=@_`; others appear in hand-made links).
+        "usb-Foo.Bar+Baz=1@2#3-00",
+        "usb-..__--",
+        "usb-audio-___",
+        "---",
+        "usb-(Mic)-00",
+        "usb-Mic!!-00",
+        "usb-A&B-00",
+        "usb-Mic'Quote-00",
+        "usb-Mic\"Q-00",
+        "usb-Mic$HOME-00",
+        "usb-Mic*-00",
+        "usb-Mic?-00",
+        "usb-Mic\\x20Pro-00",
+        "usb-Mic Pro-00",
+        "usb-Mic  Two  Spaces-00",
+        "usb-Vendor:Model-00",
+        "usb-a,b;c-00",
+        "usb-Mic~1-00",
+        "usb-Mic[1]-00",
+        "usb-Mic{1}-00",
+        "usb-100%_Mic-00",
+        "usb-Mic^2-00",
+        "usb-Mic`x`-00",
+        "usb-Mic|pipe-00",
+        // bash's `echo "$name"` takes these as options and prints nothing.
+        "usb-audio--n",
+        "usb-audio--e",
+        "usb-audio--E",
+        "usb-audio--neE",
+        "usb-audio--x",
+        "usb-audio--",
+        // Unicode: only ASCII letters are lowercased (bash under LC_ALL=C).
+        "usb-Kelvin_\u{212a}_Mic-00",
+        "usb-\u{212a}_Mic-00",
+        "usb-\u{130}stanbul_Mic-00",
+        "usb-\u{131}_Mic-00",
+        "usb-Müller_Mikrofon-00",
+        "usb-Ünïcödé-00",
+        "usb-音声-00",
+        "usb-マイク_USB-00",
+        "usb-\u{216b}_Mic-00",
+        "usb-\u{1c5}_Mic-00",
+        "usb-ß_Mic-00",
+        "usb-\u{1e9e}_Mic-00",
+        "usb-Ω_Mic-00",
+        "usb-ＡＢＣ_Mic-00",
+        "usb-Ä-00",
+        "usb-🎤_Mic-00",
+        "usb-ﬁ_Mic-00",
+        "usb-Ångström_Audio-00",
+        "usb-Ελληνικά_Mic-00",
+        "usb-Кириллица_Mic-00",
+        "Ü-only",
+        "usb-audio-Über",
+        "usb-audio-éclair",
+        "\u{212a}",
+        "usb-audio-\u{212a}9",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    // Lengths around the 48/49 boundary of the sanitised name, letter- and digit-leading,
+    // with and without the usb-audio- prefix, with collapsing runs, and very long.
+    for n in [46, 47, 48, 49, 50, 51] {
+        v.push("m".repeat(n));
+        v.push(format!("usb-audio-{}", "a".repeat(n)));
+        v.push("7".repeat(n));
+        v.push(format!("usb-audio-{}", "3".repeat(n)));
+        v.push(format!("usb-{}-00", "x".repeat(n - 7)));
+        v.push(format!(
+            "usb-{}__--__{}",
+            "k".repeat(n / 2),
+            "Q".repeat(n / 2)
+        ));
+    }
+    v.push(format!("usb-{}_{}-00", "a".repeat(37), "b".repeat(20)));
+    v.push(format!("usb-{}-00", "Long_Vendor_Name_".repeat(8)));
+    v.push(format!("usb-{}-00", "9".repeat(200)));
+    v.push(format!("usb-{}", "é".repeat(60)));
+    v.push(format!("usb-audio-{}", "Ⅻ".repeat(20)));
+    v.push(format!("{}-00", "Z".repeat(240)));
+    v
+}
+
+/// ALSA card ids (`/proc/asound/card<N>/id`): kernel-made ones with capitals, `_` and
+/// digits, and udev-style lowercase ones (SPEC §4 rule 2).
+const CARD_IDS: &[&str] = &[
+    "Microphones",
+    "Device",
+    "U0x46d0x825",
+    "II",
+    "Mic",
+    "Audio",
+    "USB",
+    "CODEC",
+    "Yeti",
+    "NTUSB",
+    "AT2020USB",
+    "Scarlett2i2USB",
+    "UMC202HD",
+    "Device_1",
+    "Mic_2",
+    "H2n",
+    "S7",
+    "b1",
+    "mv7",
+    "blue-yeti",
+    "garden_mic",
+    "a",
+    "x-1",
+    "Set",
+    "Headset",
+    "C920",
+    "Q2U",
+    "K669",
+    "2Mic",
+    "1",
+    "mic_",
+    "pond-",
+    "Camera",
+    "PnP",
+    "USB_Audio",
+    "abcdefghijklmnop",
+    "Z9_x-Y",
+    "yard1",
+];
+
+/// Card ids of hosts with no by-id link at all (SPEC §4 rule 4).
+const FALLBACK_IDS: &[&str] = &[
+    "Microphones",
+    "Device_1",
+    "Device",
+    "2Mic",
+    "Audio",
+    "USB_Audio",
+    "Mic-2",
+    "mic",
+    "garden",
+    "UMC202HD",
+    "AT2020USB",
+    "Scarlett_2i2",
+    "II",
+    "S",
+    "X_Y_Z",
+    "a_b",
+    "AbC-1_d",
+    "Device_12345678",
+    "api",
+    "Health",
+    "9",
+    "U0x46d0x825",
+    "_m",
+    "yard-1",
+    "NT_USB",
+    "Q2U",
+    "Headset",
+    "Codec_2",
+];
+
+/// One fake host and what is known about its layout.
+struct Host {
+    root: PathBuf,
+    /// Cards that have their own by-id link.
+    linked: BTreeSet<u32>,
+    /// Cards that are the link-less twin of another card.
+    twins: BTreeSet<u32>,
+    /// Whether any USB card has a by-id link (else bash uses /proc/asound/cards).
+    any_link: bool,
+    what: String,
+}
+
+/// A deterministic generator (xorshift), so the corpus is the same on every run.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+}
+
+fn card_number(i: usize) -> u32 {
+    [1, 2, 3, 4, 5, 7, 9, 10, 11, 12, 15, 20, 21, 29, 31][i % 15]
+}
+
+/// Build every host of the corpus under `dir`.
+fn build_hosts(dir: &Path) -> Vec<Host> {
+    let mut hosts = Vec::new();
+    let mut names: Vec<String> = REAL.iter().map(|s| s.to_string()).collect();
+    // Other interfaces of the same devices, as udev names them.
+    for s in REAL.iter().step_by(4) {
+        names.push(s.replace("-00", "-01"));
+    }
+    names.extend(edge_names());
+    let mut next = 0;
+    let mut new_host = |what: String| {
+        next += 1;
+        let root = dir.join(format!("h{next:03}"));
+        (root, what)
+    };
+    // One USB card per host (next to an on-board card), so names never collide.
+    for (i, by_id) in names.iter().enumerate() {
+        let card = card_number(i);
+        let id = CARD_IDS[i % CARD_IDS.len()];
+        let (root, what) = new_host(format!("by-id {by_id:?}, card {card} id {id:?}"));
+        let mut h = FakeHost::new(&root);
+        if card != 0 {
+            h.add_onboard_card(0, "Headphones");
+        }
+        h.add_usb_card(
+            card,
+            id,
+            Some(by_id),
+            Some(&format!("platform-xhci-hcd.0-usb-0:1.{card}:1.0")),
+        );
+        if i % 7 == 0 {
+            // An input-event link of the same device: skipped by both.
+            let ev = format!("{}-event-if00", by_id.trim_end_matches("-00"));
+            if !ev.contains('/') {
+                let _ = symlink(
+                    format!("../controlC{card}"),
+                    h.dev_snd.join("by-id").join(ev),
+                );
+            }
+        }
+        hosts.push(Host {
+            root,
+            linked: [card].into(),
+            twins: BTreeSet::new(),
+            any_link: true,
+            what,
+        });
+    }
+    // No by-id link at all (a container, no udev): bash reads /proc/asound/cards.
+    for (i, chunk) in FALLBACK_IDS.chunks(2).enumerate() {
+        let mut what = String::from("no by-id links:");
+        let (root, _) = new_host(String::new());
+        let mut h = FakeHost::new(&root);
+        h.add_onboard_card(0, "Headphones");
+        for (j, id) in chunk.iter().enumerate() {
+            let card = card_number(i + 3 * j);
+            let card = if j > 0 && card == card_number(i) {
+                card + 1
+            } else {
+                card
+            };
+            h.add_usb_card(card, id, None, None);
+            let _ = write!(what, " card {card} {id:?}");
+        }
+        if i % 3 == 1 {
+            // Only an input-event link, or a link to the on-board card: still no USB link.
+            let _ = symlink(
+                "../controlC1",
+                h.dev_snd.join("by-id/usb-Foo_Mic-event-if00"),
+            );
+            let _ = symlink("../controlC0", h.dev_snd.join("by-id/platform-bcm2835-00"));
+            what.push_str(" (+ event and on-board links)");
+        }
+        hosts.push(Host {
+            root,
+            linked: BTreeSet::new(),
+            twins: BTreeSet::new(),
+            any_link: false,
+            what,
+        });
+    }
+    // One id alone, padded by the kernel to 15 characters.
+    for id in [
+        "Microphones",
+        "Device_1",
+        "USB_Audio",
+        "a",
+        "MIC-MIC-MIC-MIC",
+    ] {
+        let (root, what) = new_host(format!("no by-id links: card 1 {id:?} alone"));
+        let mut h = FakeHost::new(&root);
+        h.add_usb_card(1, id, None, None);
+        hosts.push(Host {
+            root,
+            linked: BTreeSet::new(),
+            twins: BTreeSet::new(),
+            any_link: false,
+            what,
+        });
+    }
+    // A linked card and a card without a link (another model).
+    for (i, (by_id, other)) in [
+        (
+            "usb-Blue_Microphones_Yeti_Stereo_Microphone_REV8-00",
+            "Device_1",
+        ),
+        ("usb-MV7-00", "Microphones"),
+        ("usb-audio-1234", "2Mic"),
+        ("usb-Kelvin_\u{212a}_Mic-00", "garden"),
+        ("usb-Samson_Technologies_Samson_Q2U_Microphone-00", "Q2U"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (root, what) = new_host(format!("mixed: card 1 {by_id:?}, card 2 {other:?} no link"));
+        let mut h = FakeHost::new(&root);
+        h.add_usb_card(1, "Mic", Some(by_id), None);
+        h.add_usb_card(2 + i as u32, other, None, None);
+        hosts.push(Host {
+            root,
+            linked: [1].into(),
+            twins: BTreeSet::new(),
+            any_link: true,
+            what,
+        });
+    }
+    // Identical twins: udev keeps one by-id link; the second card shares the usbid.
+    for (i, by_id) in [
+        "usb-Blue_Microphones_Yeti_Stereo_Microphone_REV8-00",
+        "usb-C-Media_Electronics_Inc._USB_PnP_Sound_Device-00",
+        "usb-MV7-00",
+        "usb-audio-1234",
+        "usb-Kelvin_\u{212a}_Mic-00",
+        "usb-BEHRINGER_UMC202HD_192k-00",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (a, b) = if i % 2 == 0 { (4, 2) } else { (2, 4) };
+        let (root, what) = new_host(format!(
+            "twins {by_id:?}: card 1 on port 1.{a} with the link, card 2 on port 1.{b}"
+        ));
+        let mut h = FakeHost::new(&root);
+        let usbid = "b58e:9e84";
+        h.add_usb_card_with_usbid(
+            1,
+            "Microphones",
+            Some(by_id),
+            Some(&format!("platform-xhci-hcd.0-usb-0:1.{a}:1.0")),
+            usbid,
+        );
+        h.add_usb_card_with_usbid(
+            2,
+            "Microphones_1",
+            None,
+            Some(&format!("platform-xhci-hcd.0-usb-0:1.{b}:1.0")),
+            usbid,
+        );
+        hosts.push(Host {
+            root,
+            linked: [1].into(),
+            twins: [2].into(),
+            any_link: true,
+            what,
+        });
+    }
+    hosts
+}
+
+// ---------------------------------------------------------------------------------------
+// Device config files
+
+/// `<KEY>` as an operator might write it for `name` (independent of our code: non-alnum → `_`,
+/// runs collapsed, ends trimmed, `dev_` before a digit, uppercase).
+fn stem(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        let c = if c.is_ascii_alphanumeric() { c } else { '_' };
+        if !(c == '_' && out.ends_with('_')) {
+            out.push(c);
+        }
+    }
+    let out = out.trim_matches('_');
+    let out = if out.starts_with(|c: char| c.is_ascii_digit()) {
+        format!("dev_{out}")
+    } else {
+        out.to_string()
+    };
+    out.to_ascii_uppercase()
+}
+
+/// Keys an operator might have written for a device: right ones and near misses (Unicode
+/// lowercasing, no `stream_` prefix, the card id, the old `device_1` form, ...).
+fn candidate_stems(by_id: Option<&str>, card_id: &str) -> Vec<String> {
+    let mut c = Vec::new();
+    let padded = format!("{card_id:<15}");
+    if let Some(b) = by_id {
+        let rest = b.strip_prefix("usb-audio-").unwrap_or(b);
+        c.push(stem(b));
+        c.push(stem(rest));
+        c.push(stem(&rest.to_lowercase()));
+        c.push(stem(&format!("stream_{rest}")));
+        c.push(stem(&naming::stream_name_from_by_id(b)));
+        let cut: String = stem(rest).chars().take(39).collect();
+        c.push(cut);
+    } else {
+        let f = naming::cards_fallback_name(&padded).unwrap_or_default();
+        c.push(stem(&f));
+        c.push(stem(f.strip_prefix("usb-audio-").unwrap_or(&f)));
+        c.push(stem(&format!("usb-audio-{card_id}")));
+        c.push(stem(&format!("stream_{card_id}")));
+    }
+    c.push(stem(card_id));
+    c.push(stem(&card_id.to_lowercase()));
+    c.retain(|s| !s.is_empty());
+    let mut seen = BTreeSet::new();
+    c.retain(|s| seen.insert(s.clone()));
+    c
+}
+
+fn value_for(param: &str, i: usize) -> String {
+    let pick = |v: &[&str]| v[i % v.len()].to_string();
+    match param {
+        "SAMPLE_RATE" => pick(&[
+            "44100", "16000", "22050", "32000", "96000", "11025", "88200", "24000", "8000",
+        ]),
+        "CHANNELS" => pick(&["1", "3", "4", "5", "6", "7", "8", "12", "16"]),
+        "CODEC" => pick(&["aac", "mp3", "pcm", "AAC", "Mp3", "opus", "PCM"]),
+        "BITRATE" => pick(&[
+            "64k", "96k", "192k", "256000", "1M", "48k", "320k", "24K", "2m",
+        ]),
+        _ => pick(&[
+            "1024", "2048", "4096", "16384", "512", "32768", "65536", "100",
+        ]),
+    }
+}
+
+/// A device config for `devices` ((by-id, card id) pairs), in one of many shapes.
+fn make_conf(rng: &mut Rng, devices: &[(Option<String>, String)], shape: usize) -> Vec<u8> {
+    let mut lines: Vec<String> = vec!["# audio-devices.conf".into(), String::new()];
+    let mut k = rng.below(5);
+    for (by_id, card_id) in devices {
+        let stems = candidate_stems(by_id.as_deref(), card_id);
+        for param in PARAMS {
+            for s in &stems {
+                if !rng.chance(45) {
+                    continue;
+                }
+                k += 1;
+                let v = value_for(param, k);
+                let line = match rng.below(9) {
+                    0 => format!("export DEVICE_{s}_{param}={v}"),
+                    1 => format!("DEVICE_{s}_{param}='{v}'"),
+                    2 => format!("DEVICE_{s}_{param}=\"{v}\""),
+                    3 => format!("DEVICE_{s}_{param}={v}  # set by hand"),
+                    4 if shape % 5 == 0 => format!("DEVICE_{s}_{param}="),
+                    5 if shape % 3 == 0 => format!("DEVICE_{s}_{param}=\" {v} \""),
+                    _ => format!("DEVICE_{s}_{param}={v}"),
+                };
+                lines.push(line);
+                if rng.chance(10) {
+                    // A later assignment wins, as in a shell.
+                    lines.push(format!("DEVICE_{s}_{param}={}", value_for(param, k + 3)));
+                }
+            }
+        }
+        if rng.chance(30) {
+            let s = &stems[0];
+            lines.push(format!("DEVICE_{s}_VOLUME=3"));
+            lines.push(format!("device_{}_codec=aac", s.to_lowercase()));
+        }
+    }
+    if shape % 4 == 1 {
+        lines.push("DEFAULT_SAMPLE_RATE=32000".into());
+        lines.push("DEFAULT_CODEC='mp3'".into());
+        lines.push("DEFAULT_THREAD_QUEUE=".into());
+    }
+    if shape % 6 == 2 {
+        lines.push("SOME_OTHER_SETTING=1".into());
+    }
+    let mut text = lines.join(if shape % 4 == 3 { "\r\n" } else { "\n" });
+    text.push_str(if shape % 4 == 3 { "\r\n" } else { "\n" });
+    if shape % 8 == 3 || shape % 8 == 6 {
+        text.insert(0, '\u{feff}');
+    }
+    text.into_bytes()
+}
+
+/// Files we refuse (exit 4) while bash reads or runs them.
+fn refused_confs(devices: &[(Option<String>, String)]) -> Vec<Vec<u8>> {
+    let s = candidate_stems(devices[0].0.as_deref(), &devices[0].1);
+    let s = &s[0];
+    vec![
+        format!("DEVICE_{s}_CODEC=pcm_s16le\n").into_bytes(),
+        format!("DEVICE_{s}_SAMPLE_RATE=7000\nDEVICE_{s}_CHANNELS=1\n").into_bytes(),
+        format!("DEVICE_{s}_CODEC=$(echo aac)\n").into_bytes(),
+        format!("DEVICE_{s}_CHANNELS=1; DEVICE_{s}_CODEC=aac\n").into_bytes(),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------
+// Running both sides
+
+#[derive(Debug, Clone)]
+struct BashDev {
+    card: String,
+    device_name: String,
+    stream: String,
+    values: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+struct BashJob {
+    devs: Vec<BashDev>,
+    rc: i32,
+}
+
+fn unescape(s: &str) -> String {
+    let mut out = String::new();
+    let mut it = s.chars();
+    while let Some(c) = it.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match it.next() {
+            Some('t') => out.push('\t'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some(x) => out.push(x),
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+fn harness() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bash_upstream/harness.sh")
+}
+
+/// Run the vendored functions on every job, in two bash processes at once.
+fn run_bash(
+    mode: &str,
+    jobs: &[(String, PathBuf, Option<PathBuf>)],
+    dir: &Path,
+) -> BTreeMap<String, BashJob> {
+    let halves: Vec<_> = jobs.chunks(jobs.len().div_ceil(2).max(1)).collect();
+    let outputs: Vec<String> = std::thread::scope(|sc| {
+        let handles: Vec<_> = halves
+            .iter()
+            .enumerate()
+            .map(|(i, part)| {
+                sc.spawn(move || {
+                    let list = dir.join(format!("jobs-{mode}-{i}.tsv"));
+                    let mut text = String::new();
+                    for (id, root, conf) in part.iter() {
+                        let conf = conf
+                            .as_ref()
+                            .map(|c| c.display().to_string())
+                            .unwrap_or_else(|| "-".into());
+                        let _ = writeln!(text, "{id}\t{}\t{conf}", root.display());
+                    }
+                    fs::write(&list, text).unwrap();
+                    let o = Command::new("bash")
+                        .arg(harness())
+                        .arg(mode)
+                        .arg(&list)
+                        .env_clear()
+                        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+                        .env("LC_ALL", "C")
+                        .env("TMPDIR", dir)
+                        .output()
+                        .expect("run bash");
+                    assert!(
+                        o.status.success(),
+                        "harness failed: {}",
+                        String::from_utf8_lossy(&o.stderr)
+                    );
+                    String::from_utf8_lossy(&o.stdout).into_owned()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut out: BTreeMap<String, BashJob> = BTreeMap::new();
+    for line in outputs.iter().flat_map(|o| o.lines()) {
+        let f: Vec<&str> = line.split('\t').collect();
+        match f.as_slice() {
+            ["DEV", id, card, name, stream, values @ ..] if values.len() == 5 => {
+                out.entry(id.to_string()).or_default().devs.push(BashDev {
+                    card: unescape(card),
+                    device_name: unescape(name),
+                    stream: unescape(stream),
+                    values: values.iter().map(|v| unescape(v)).collect(),
+                })
+            }
+            ["END", id, rc] => out.entry(id.to_string()).or_default().rc = rc.parse().unwrap(),
+            _ => panic!("harness printed {line:?}"),
+        }
+    }
+    out
+}
+
+#[derive(Debug, Clone)]
+struct OurDev {
+    card: u32,
+    stream: String,
+    values: Vec<String>,
+    sources: Vec<String>,
+}
+
+enum Ours {
+    Ok(Vec<OurDev>),
+    Refused { code: Option<i32>, stderr: String },
+}
+
+fn run_ours(dir: &Path, id: &str, root: &Path, conf: Option<&Path>) -> Ours {
+    let state = dir.join(format!("state-{id}"));
+    let toml = dir.join(format!("{id}.toml"));
+    let conf = conf
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| dir.join("no-such.conf"));
+    let s = |p: &Path| p.display().to_string();
+    fs::write(
+        &toml,
+        format!(
+            "[paths]\nproc_asound = {:?}\ndev_snd = {:?}\ndevice_config = {:?}\nstate_dir = {:?}\nnames_file = {:?}\nlog_dir = {:?}\n",
+            s(&root.join("proc/asound")),
+            s(&root.join("dev/snd")),
+            s(&conf),
+            s(&state),
+            s(&state.join("names.json")),
+            s(&state.join("log")),
+        ),
+    )
+    .unwrap();
+    let mut c = Command::new(common::bin());
+    for v in [
+        "MEDIAMTX_STREAM_MANAGER_CONFIG",
+        "STREAM_MODE",
+        "MULTIPLEX_FILTER_TYPE",
+        "MULTIPLEX_STREAM_NAME",
+        "MEDIAMTX_HOST",
+        "RUST_LOG",
+    ] {
+        c.env_remove(v);
+    }
+    let o = c
+        .args(["config", "--json", "-c"])
+        .arg(&toml)
+        .output()
+        .expect("run binary");
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    if o.status.code() != Some(0) {
+        return Ours::Refused {
+            code: o.status.code(),
+            stderr,
+        };
+    }
+    let v: Value = serde_json::from_slice(&o.stdout).expect("config --json is JSON");
+    let devs = v["devices"]
+        .as_array()
+        .expect("devices")
+        .iter()
+        .map(|d| OurDev {
+            card: d["card"].as_u64().unwrap() as u32,
+            stream: d["stream"].as_str().unwrap().to_string(),
+            values: JSON_PARAMS
+                .iter()
+                .map(|p| match &d["settings"][p]["value"] {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect(),
+            sources: JSON_PARAMS
+                .iter()
+                .map(|p| {
+                    d["settings"][p]["source"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string()
+                })
+                .collect(),
+        })
+        .collect();
+    Ours::Ok(devs)
+}
+
+/// Run `config --json` for every job, two at a time.
+fn run_all_ours(dir: &Path, jobs: &[(String, PathBuf, Option<PathBuf>)]) -> BTreeMap<String, Ours> {
+    let halves: Vec<_> = jobs.chunks(jobs.len().div_ceil(2).max(1)).collect();
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = halves
+            .iter()
+            .map(|part| {
+                sc.spawn(move || {
+                    part.iter()
+                        .map(|(id, root, conf)| {
+                            (id.clone(), run_ours(dir, id, root, conf.as_deref()))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Classification
+
+#[derive(Default)]
+struct Tally {
+    identical: usize,
+    sanctioned: BTreeMap<&'static str, usize>,
+    unsanctioned: Vec<String>,
+}
+
+impl Tally {
+    fn same(&mut self) {
+        self.identical += 1;
+    }
+    fn ok(&mut self, rule: &'static str) {
+        *self.sanctioned.entry(rule).or_default() += 1;
+    }
+    fn bad(&mut self, what: String) {
+        self.unsanctioned.push(what);
+    }
+    fn total_sanctioned(&self) -> usize {
+        self.sanctioned.values().sum()
+    }
+    fn report(&self, title: &str) -> String {
+        let mut s = format!(
+            "{title}: {} compared: {} identical, {} sanctioned, {} unsanctioned\n",
+            self.identical + self.total_sanctioned() + self.unsanctioned.len(),
+            self.identical,
+            self.total_sanctioned(),
+            self.unsanctioned.len()
+        );
+        for (rule, n) in &self.sanctioned {
+            let _ = writeln!(s, "    {n:>5} sanctioned by {rule}");
+        }
+        s
+    }
+}
+
+/// bash's `stream_$(date +%s)` from a run between `t0` and `t1`.
+fn is_epoch_name(name: &str, t0: u64, t1: u64) -> bool {
+    name.strip_prefix("stream_")
+        .and_then(|n| n.parse::<u64>().ok())
+        .is_some_and(|t| t + 5 >= t0 && t <= t1 + 5)
+}
+
+/// `v` as our SPEC §5 validators would hold it (trimmed; codec lowercase; numbers parsed).
+fn normalised(param: &str, v: &str) -> Option<String> {
+    let t = v.trim();
+    match param {
+        "CODEC" => {
+            let l = t.to_ascii_lowercase();
+            ["opus", "aac", "mp3", "pcm"]
+                .contains(&l.as_str())
+                .then_some(l)
+        }
+        "BITRATE" => (!t.is_empty()).then(|| t.to_string()),
+        _ => t.parse::<u32>().ok().map(|n| n.to_string()),
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn bash_and_config_json_agree_on_names_and_settings() {
+    let started = Instant::now();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let hosts = build_hosts(&dir.join("hosts"));
+
+    // Jobs: every host without a device config (names), then hosts with one (settings).
+    let mut name_jobs = Vec::new();
+    for (i, h) in hosts.iter().enumerate() {
+        name_jobs.push((format!("n{i}"), h.root.clone(), None));
+    }
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut conf_jobs = Vec::new();
+    let mut conf_host: BTreeMap<String, usize> = BTreeMap::new();
+    let confs_dir = dir.join("confs");
+    fs::create_dir_all(&confs_dir).unwrap();
+    let mut shape = 0;
+    let mut add_conf = |host: usize, bytes: Vec<u8>, conf_jobs: &mut Vec<_>| {
+        let id = format!("c{}", conf_jobs.len());
+        let path = confs_dir.join(format!("{id}.conf"));
+        fs::write(&path, bytes).unwrap();
+        conf_host.insert(id.clone(), host);
+        conf_jobs.push((id, hosts[host].root.clone(), Some(path)));
+    };
+    // Which devices each host has, for writing keys: read back from the host tree.
+    let devices_of = |h: &Host| -> Vec<(Option<String>, String)> {
+        let devs = mediamtx_stream_manager::devices::discover(
+            &h.root.join("proc/asound"),
+            &h.root.join("dev/snd"),
+        );
+        devs.into_iter().map(|d| (d.by_id, d.card_id)).collect()
+    };
+    // Settings hosts: every fifth single-card host, every other host kind.
+    let picked: Vec<usize> = (0..hosts.len())
+        .filter(|&i| {
+            !hosts[i].linked.is_empty()
+                && hosts[i].linked.len() == 1
+                && hosts[i].twins.is_empty()
+                && hosts[i].any_link
+                && i % 8 == 0
+                && !hosts[i].what.starts_with("mixed")
+        })
+        .chain((0..hosts.len()).filter(|&i| {
+            !hosts[i].any_link || !hosts[i].twins.is_empty() || hosts[i].what.starts_with("mixed")
+        }))
+        .collect();
+    for &i in &picked {
+        let devices = devices_of(&hosts[i]);
+        if devices.is_empty() {
+            continue;
+        }
+        shape += 1;
+        let bytes = make_conf(&mut rng, &devices, shape);
+        add_conf(i, bytes, &mut conf_jobs);
+    }
+    for &i in picked.iter().step_by(20) {
+        let devices = devices_of(&hosts[i]);
+        for bytes in refused_confs(&devices) {
+            add_conf(i, bytes, &mut conf_jobs);
+        }
+    }
+
+    let t0 = now();
+    let built = started.elapsed();
+    let all: Vec<_> = name_jobs.iter().chain(conf_jobs.iter()).cloned().collect();
+    let bash_asis = run_bash("asis", &all, dir);
+    let bash_crlf = run_bash("crlf", &conf_jobs, dir);
+    let bash_defaults = run_bash("defaults", &conf_jobs, dir);
+    let t1 = now();
+    let bash_took = started.elapsed() - built;
+    let ours = run_all_ours(dir, &all);
+    let ours_took = started.elapsed() - built - bash_took;
+    eprintln!("corpus {built:?}, bash {bash_took:?}, ours {ours_took:?}");
+
+    // Names.
+    let mut names = Tally::default();
+    let mut device_names = 0;
+    for (i, h) in hosts.iter().enumerate() {
+        let id = format!("n{i}");
+        let bash = &bash_asis[&id];
+        let Ours::Ok(our) = &ours[&id] else {
+            names.bad(format!("{}: config --json failed", h.what));
+            continue;
+        };
+        if bash.rc != 0 {
+            names.bad(format!("{}: bash exited {}", h.what, bash.rc));
+        }
+        let mut seen = BTreeSet::new();
+        for b in &bash.devs {
+            device_names += 1;
+            let card: u32 = b.card.parse().unwrap_or(u32::MAX);
+            seen.insert(card);
+            let mine = our.iter().find(|o| o.card == card);
+            match mine {
+                Some(o) if o.stream == b.stream => names.same(),
+                Some(o) if is_epoch_name(&b.stream, t0, t1) && o.stream.starts_with("card_") => {
+                    names.ok(R_DETERMINISTIC)
+                }
+                Some(o)
+                    if !h.twins.is_empty()
+                        && our
+                            .iter()
+                            .any(|t| t.stream == b.stream && h.twins.contains(&t.card)) =>
+                {
+                    let _ = o;
+                    names.ok(R_TWINS)
+                }
+                Some(o) => names.bad(format!(
+                    "{}: card {card} (device {:?}): bash {:?}, ours {:?}",
+                    h.what, b.device_name, b.stream, o.stream
+                )),
+                None => names.bad(format!(
+                    "{}: card {card} (device {:?}): bash streams {:?}, we do not",
+                    h.what, b.device_name, b.stream
+                )),
+            }
+        }
+        for o in our.iter().filter(|o| !seen.contains(&o.card)) {
+            if h.twins.contains(&o.card) {
+                names.ok(R_TWINS);
+            } else if h.any_link && !h.linked.contains(&o.card) {
+                names.ok(R_NO_LINK);
+            } else {
+                names.bad(format!(
+                    "{}: card {}: we stream {:?}, bash does not",
+                    h.what, o.card, o.stream
+                ));
+            }
+        }
+    }
+
+    // Settings.
+    let mut settings = Tally::default();
+    let mut with_conf = 0;
+    for (id, _, conf) in &conf_jobs {
+        let h = &hosts[conf_host[id]];
+        let conf = conf.as_ref().unwrap();
+        let text = String::from_utf8_lossy(&fs::read(conf).unwrap()).into_owned();
+        let what = |extra: String| {
+            format!(
+                "{} with {} ({:?}): {extra}",
+                h.what,
+                id,
+                text.chars().take(300).collect::<String>()
+            )
+        };
+        let defaults = &bash_defaults[id];
+        if defaults.rc != 0 {
+            settings.bad(what(format!(
+                "bash (DEFAULT_* honoured) exited {}",
+                defaults.rc
+            )));
+            continue;
+        }
+        with_conf += 1;
+        let our = match &ours[id] {
+            Ours::Ok(d) => d,
+            Ours::Refused { code, stderr } => {
+                let place = format!("{}:", conf.display());
+                let one_line = stderr.lines().count() == 1 && stderr.contains(&place);
+                let rule = if stderr.contains("is not allowed")
+                    || stderr.contains("substitution")
+                    || stderr.contains("expansion")
+                    || stderr.contains("not a KEY=value")
+                {
+                    Some(R_NEVER_EXECUTED)
+                } else if stderr.contains(": invalid ") {
+                    Some(R_VALIDATION)
+                } else {
+                    None
+                };
+                match (code, one_line, rule) {
+                    (Some(4), true, Some(rule)) => {
+                        for _ in 0..defaults.devs.len() * PARAMS.len() {
+                            settings.ok(rule);
+                        }
+                    }
+                    _ => settings.bad(what(format!("we refused it: exit {code:?}: {stderr}"))),
+                }
+                continue;
+            }
+        };
+        let asis = &bash_asis[id];
+        let crlf = &bash_crlf[id];
+        let find = |run: &BashJob, card: &str| -> Option<BashDev> {
+            (run.rc == 0)
+                .then(|| run.devs.iter().find(|d| d.card == card).cloned())
+                .flatten()
+        };
+        for b in &defaults.devs {
+            let card: u32 = b.card.parse().unwrap_or(u32::MAX);
+            let Some(o) = our.iter().find(|o| o.card == card) else {
+                for _ in PARAMS {
+                    settings.bad(what(format!("card {card}: bash has it, we do not")));
+                }
+                continue;
+            };
+            let a = find(asis, &b.card);
+            let c = find(crlf, &b.card);
+            for (p, param) in PARAMS.iter().enumerate() {
+                let mine = &o.values[p];
+                if a.as_ref().is_some_and(|a| &a.values[p] == mine) {
+                    settings.same();
+                } else if c.as_ref().is_some_and(|c| &c.values[p] == mine) {
+                    settings.ok(R_CRLF_BOM);
+                } else if &b.values[p] == mine {
+                    settings.ok(R_DEFAULTS);
+                } else if normalised(param, &b.values[p]).as_ref() == Some(mine) {
+                    settings.ok(R_NORMALISED);
+                } else if is_epoch_name(&b.stream, t0, t1) && o.sources[p] == "friendly" {
+                    // bash's friendly key was STREAM_<epoch>; ours follows our name.
+                    settings.ok(R_DETERMINISTIC);
+                } else {
+                    settings.bad(what(format!(
+                        "card {card} stream {:?} {param}: bash {:?} (as is {:?}), ours {mine:?} ({})",
+                        o.stream,
+                        b.values[p],
+                        a.as_ref().map(|a| a.values[p].clone()),
+                        o.sources[p]
+                    )));
+                }
+            }
+        }
+    }
+
+    let mut report = format!(
+        "differential against lyrebird-stream-manager.sh v1.5.0 (8d1a709): {} hosts, {} device names, {} device config files, {:.1}s\n",
+        hosts.len(),
+        device_names,
+        with_conf,
+        started.elapsed().as_secs_f64()
+    );
+    report.push_str(&names.report("stream names"));
+    report.push_str(&settings.report("setting values"));
+    for u in names.unsanctioned.iter().chain(&settings.unsanctioned) {
+        let _ = writeln!(report, "UNSANCTIONED: {u}");
+    }
+    println!("{report}");
+    assert!(
+        device_names >= 200,
+        "corpus too small: {device_names} names\n{report}"
+    );
+    assert!(
+        with_conf >= 40,
+        "too few config files: {with_conf}\n{report}"
+    );
+    assert!(
+        names.unsanctioned.is_empty() && settings.unsanctioned.is_empty(),
+        "\n{report}"
+    );
+}
