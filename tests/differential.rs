@@ -672,8 +672,8 @@ fn make_conf(rng: &mut Rng, devices: &[(Option<String>, String)], shape: usize) 
                     1 => format!("DEVICE_{s}_{param}='{v}'"),
                     2 => format!("DEVICE_{s}_{param}=\"{v}\""),
                     3 => format!("DEVICE_{s}_{param}={v}  # set by hand"),
-                    4 if shape % 5 == 0 => format!("DEVICE_{s}_{param}="),
-                    5 if shape % 3 == 0 => format!("DEVICE_{s}_{param}=\" {v} \""),
+                    4 if shape.is_multiple_of(5) => format!("DEVICE_{s}_{param}="),
+                    5 if shape.is_multiple_of(3) => format!("DEVICE_{s}_{param}=\" {v} \""),
                     _ => format!("DEVICE_{s}_{param}={v}"),
                 };
                 lines.push(line);
