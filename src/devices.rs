@@ -133,7 +133,9 @@ fn control_links(dir: &Path) -> BTreeMap<u32, String> {
     };
     let mut names: Vec<(String, std::path::PathBuf)> = entries
         .filter_map(|e| e.ok())
-        .filter_map(|e| Some((e.file_name().into_string().ok()?, e.path())))
+        // A name that is not UTF-8 still names a device: its odd bytes become U+FFFD, which
+        // the naming rules turn into `_` as bash under `LC_ALL=C` does with each such byte.
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
         .filter(|(n, _)| !n.contains("-event-"))
         .collect();
     names.sort();

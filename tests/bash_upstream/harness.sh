@@ -9,7 +9,8 @@
 # the tool's own `set -euo pipefail`: DEVICE_CONFIG_FILE=CONF; load_device_config;
 # detect_audio_devices; for each `name:card` it prints, generate_stream_path and
 # get_device_config of the five parameters with the tool's DEFAULT_* (as
-# start_ffmpeg_stream does). Output, fields escaped (\\ \t \n \r):
+# start_ffmpeg_stream does; with no CONF the five are printed as `-`). Output, fields
+# escaped (\\ \t \n \r):
 #
 #   DEV<TAB>ID<TAB>CARD<TAB>DEVICE_NAME<TAB>STREAM<TAB>SAMPLE_RATE<TAB>CHANNELS<TAB>CODEC<TAB>BITRATE<TAB>THREAD_QUEUE
 #   END<TAB>ID<TAB>EXIT_STATUS
@@ -87,6 +88,12 @@ run_job() {
     card_num="${info##*:}"
     stream_path="$(generate_stream_path "$device_name" "$card_num")"
     local sample_rate channels codec bitrate thread_queue
+    if [[ "$conf" == "-" ]]; then
+      # No device config: only the name is of interest (saves ten processes a device).
+      printf 'DEV\t%s\t%s\t%s\t%s\t-\t-\t-\t-\t-\n' "$id" "$(esc "$card_num")" \
+        "$(esc "$device_name")" "$(esc "$stream_path")"
+      continue
+    fi
     sample_rate="$(get_device_config "$device_name" "SAMPLE_RATE" "$DEFAULT_SAMPLE_RATE" "$stream_path")"
     channels="$(get_device_config "$device_name" "CHANNELS" "$DEFAULT_CHANNELS" "$stream_path")"
     codec="$(get_device_config "$device_name" "CODEC" "$DEFAULT_CODEC" "$stream_path")"
