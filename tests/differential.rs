@@ -729,7 +729,7 @@ fn make_conf(rng: &mut Rng, devices: &[(Option<String>, String)], shape: usize) 
     }
     let mut k = rng.below(5);
     // The next value of `param` not used yet in this file.
-    let mut fresh = |param: &'static str, k: &mut usize, used: &mut BTreeSet<(&str, String)>| {
+    let fresh = |param: &'static str, k: &mut usize, used: &mut BTreeSet<(&str, String)>| {
         for _ in 0..12 {
             *k += 1;
             let v = value_for(param, *k);
