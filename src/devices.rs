@@ -254,6 +254,42 @@ mod tests {
     }
 
     #[test]
+    fn device_names_from_by_id_or_the_cards_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pa, ds) = (dir.path().join("asound"), dir.path().join("snd"));
+        fs::create_dir_all(ds.join("by-id")).unwrap();
+        for (card, id) in [(1, "Microphones"), (2, "Device_1"), (3, "Mic")] {
+            fs::create_dir_all(pa.join(format!("card{card}"))).unwrap();
+            fs::write(pa.join(format!("card{card}/id")), format!("{id}\n")).unwrap();
+            fs::write(
+                pa.join(format!("card{card}/usbid")),
+                format!("1d6b:000{card}\n"),
+            )
+            .unwrap();
+            fs::write(ds.join(format!("pcmC{card}D0c")), "").unwrap();
+        }
+        fs::write(
+            pa.join("cards"),
+            " 1 [Microphones    ]: USB-Audio - Yeti\n                      Blue at usb-1\n \
+             2 [Device_1       ]: USB-Audio - X\n 3 [Mic            ]: USB-Audio - Y\n",
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("../controlC3", ds.join("by-id/usb-MV7-00")).unwrap();
+        let found = discover(&pa, &ds);
+        let names: Vec<Option<&str>> = found.iter().map(Device::device_name).collect();
+        assert_eq!(
+            names,
+            [
+                Some("usb-audio-microphones----"),
+                Some("usb-audio-device1-------"),
+                Some("usb-MV7-00"),
+            ]
+        );
+        assert_eq!(found[0].card_id, "Microphones");
+        assert_eq!(found[2].by_id.as_deref(), Some("usb-MV7-00"));
+    }
+
+    #[test]
     fn control_targets() {
         assert_eq!(control_card("controlC1"), Some(1));
         assert_eq!(control_card("controlC12"), Some(12));
