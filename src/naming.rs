@@ -126,6 +126,9 @@ pub fn is_udev_card_id(card_id: &str) -> bool {
 /// other character outside `[a-z0-9-]` deleted (bash `detect_audio_devices`). `None` when
 /// nothing is left (bash then skips the card).
 pub fn cards_fallback_name(bracketed: &str) -> Option<String> {
+    if is_echo_option(bracketed) {
+        return None; // bash's `echo "$card_name"` printed nothing
+    }
     let safe: String = bracketed
         .chars()
         .map(|c| {
@@ -272,6 +275,8 @@ mod tests {
             ("Mic.2+\u{130}", Some("usb-audio-mic2")),
             ("___", None),
             ("", None),
+            ("-n", None),
+            ("-n  ", Some("usb-audio--n--")),
         ];
         for (input, want) in table {
             assert_eq!(cards_fallback_name(input).as_deref(), want, "{input:?}");
