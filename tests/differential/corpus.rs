@@ -256,6 +256,36 @@ pub fn edge_names() -> Vec<String> {
     v
 }
 
+/// `n` names drawn (deterministically) from prefixes, ASCII letters, digits, punctuation and
+/// non-ASCII characters, with lengths around the cuts.
+fn random_names(n: usize) -> Vec<String> {
+    const PREFIXES: [&str; 8] = [
+        "",
+        "usb-",
+        "usb-audio-",
+        "usb_audio_",
+        "USB-",
+        "usb-audio--",
+        "1",
+        "usb-audio-9",
+    ];
+    let chars: Vec<char> = "abcxyzABCXYZ0123456789_-.:+=@#~!$%^&*()[]{}' ,;?|"
+        .chars()
+        .chain([
+            'ü', 'ß', '\u{212a}', '\u{130}', 'ı', 'Ⅻ', 'é', '音', 'Ω', 'Ａ', '\u{a0}',
+        ])
+        .collect();
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    (0..n)
+        .map(|_| {
+            let len = [1, 3, 8, 20, 39, 40, 46, 48, 49, 60][rng.below(10)];
+            let mut s = PREFIXES[rng.below(PREFIXES.len())].to_string();
+            s.extend((0..len).map(|_| chars[rng.below(chars.len())]));
+            s
+        })
+        .collect()
+}
+
 /// ALSA card ids (`/proc/asound/card<N>/id`): kernel-made ones with capitals, `_` and
 /// digits, and udev-style lowercase ones (SPEC §4 rule 2).
 pub const CARD_IDS: &[&str] = &[
@@ -388,6 +418,7 @@ pub fn build_hosts(dir: &Path) -> Vec<Host> {
         names.push(s.replace("-00", "-01"));
     }
     names.extend(edge_names());
+    names.extend(random_names(60));
     let mut next = 0;
     let mut new_host = |what: String| {
         next += 1;
