@@ -143,11 +143,16 @@ fn control_links(dir: &Path) -> BTreeMap<u32, String> {
         let Ok(target) = fs::read_link(&path) else {
             continue;
         };
-        if let Some(card) = target
-            .file_name()
-            .and_then(|f| f.to_str())
-            .and_then(control_card)
-        {
+        let card_of = |p: &Path| {
+            p.file_name()
+                .and_then(|f| f.to_str())
+                .and_then(control_card)
+        };
+        // udev links straight to `../controlC<N>`; a link to another link is followed to the
+        // end, as bash's `readlink -f` did.
+        let card =
+            card_of(&target).or_else(|| fs::canonicalize(&path).ok().and_then(|p| card_of(&p)));
+        if let Some(card) = card {
             out.entry(card).or_insert(name);
         }
     }

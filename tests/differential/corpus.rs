@@ -491,6 +491,24 @@ pub fn build_hosts(dir: &Path) -> Vec<Host> {
             what,
         });
     }
+    // A by-id link to a by-path link to the control node (bash's `readlink -f` follows it).
+    {
+        let target = "../by-path/pci-0000:00:14.0-usb-0:3:1.0";
+        let (root, what) = new_host(format!("by-id usb-Chained_Mic-00 -> {target}"));
+        let mut h = FakeHost::new(&root);
+        h.add_usb_card(6, "Chain", None, Some("pci-0000:00:14.0-usb-0:3:1.0"));
+        let by_id = "usb-Chained_Mic-00".to_string();
+        symlink(target, h.dev_snd.join("by-id").join(&by_id)).unwrap();
+        hosts.push(Host {
+            kind: Kind::Single,
+            by_id: Some(by_id),
+            root,
+            linked: [6].into(),
+            twins: BTreeSet::new(),
+            any_link: true,
+            what,
+        });
+    }
     // No by-id link at all (a container, no udev): bash reads /proc/asound/cards.
     for (i, chunk) in FALLBACK_IDS.chunks(2).enumerate() {
         let mut what = String::from("no by-id links:");
