@@ -22,6 +22,19 @@ pub struct Device {
     pub by_path: Option<String>,
     /// `vendor:product` from `/proc/asound/card<N>/usbid`.
     pub usbid: Option<String>,
+    /// SPEC §4 rule 4: `usb-audio-<card id from /proc/asound/cards>`, the name the bash tool
+    /// gave a card it found without a by-id link; used when `by_id` is `None`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cards_name: Option<String>,
+}
+
+impl Device {
+    /// The device name of SPEC §4 rules 3–4 (bash's `device_name`): the by-id name, else the
+    /// `/proc/asound/cards` fallback name. Its stream name is rule 3's; its `<KEY>` is the
+    /// full config key.
+    pub fn device_name(&self) -> Option<&str> {
+        self.by_id.as_deref().or(self.cards_name.as_deref())
+    }
 }
 
 /// All capturable USB cards, sorted by card number. Never fails: anything unreadable is
@@ -42,7 +55,9 @@ pub fn discover(proc_asound: &Path, dev_snd: &Path) -> Vec<Device> {
                 continue;
             }
         };
-        let card_id = match read_trimmed(&dir.join("id")).or_else(|| listed.get(&card).cloned()) {
+        let card_id = match read_trimmed(&dir.join("id"))
+            .or_else(|| listed.get(&card).map(|c| c.trim().to_string()))
+        {
             Some(id) if !id.is_empty() => id,
             _ => {
                 log::debug!("card {card}: no card id");
@@ -59,6 +74,9 @@ pub fn discover(proc_asound: &Path, dev_snd: &Path) -> Vec<Device> {
             by_id: by_id.get(&card).cloned(),
             by_path: by_path.get(&card).cloned(),
             usbid: Some(usbid),
+            cards_name: listed
+                .get(&card)
+                .and_then(|c| crate::naming::cards_fallback_name(c)),
         });
     }
     inherit_shared_by_id(&mut devices);
@@ -115,7 +133,9 @@ fn control_links(dir: &Path) -> BTreeMap<u32, String> {
     };
     let mut names: Vec<(String, std::path::PathBuf)> = entries
         .filter_map(|e| e.ok())
-        .filter_map(|e| Some((e.file_name().into_string().ok()?, e.path())))
+        // A name that is not UTF-8 still names a device: its odd bytes become U+FFFD, which
+        // the naming rules turn into `_` as bash under `LC_ALL=C` does with each such byte.
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
         .filter(|(n, _)| !n.contains("-event-"))
         .collect();
     names.sort();
@@ -123,11 +143,16 @@ fn control_links(dir: &Path) -> BTreeMap<u32, String> {
         let Ok(target) = fs::read_link(&path) else {
             continue;
         };
-        if let Some(card) = target
-            .file_name()
-            .and_then(|f| f.to_str())
-            .and_then(control_card)
-        {
+        let card_of = |p: &Path| {
+            p.file_name()
+                .and_then(|f| f.to_str())
+                .and_then(control_card)
+        };
+        // udev links straight to `../controlC<N>`; a link to another link is followed to the
+        // end, as bash's `readlink -f` did.
+        let card =
+            card_of(&target).or_else(|| fs::canonicalize(&path).ok().and_then(|p| card_of(&p)));
+        if let Some(card) = card {
             out.entry(card).or_insert(name);
         }
     }
@@ -155,13 +180,23 @@ fn read_trimmed(p: &Path) -> Option<String> {
     }
 }
 
-/// `/proc/asound/cards`: card number → id in brackets.
+/// `/proc/asound/cards`: card number → text in brackets, padding kept.
 fn read_cards_file(p: &Path) -> BTreeMap<u32, String> {
-    read_trimmed(p).map(|t| parse_cards(&t)).unwrap_or_default()
+    match fs::read(p) {
+        Ok(b) => parse_cards(&String::from_utf8_lossy(&b)),
+        Err(e) => {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                log::debug!("{}: {}", p.display(), crate::util::io_reason(&e));
+            }
+            BTreeMap::new()
+        }
+    }
 }
 
-/// Parse the kernel's `cards` listing (` 1 [Microphones    ]: USB-Audio - ...`);
-/// continuation lines (no leading number) are ignored.
+/// Parse the kernel's `cards` listing (` 1 [Microphones    ]: USB-Audio - ...`) into card
+/// number → the text between the brackets as written (the kernel pads the id to 15
+/// characters; SPEC §4 rule 4 turns that padding into `-`). Continuation lines (no leading
+/// number) are ignored, as bash's `^[[:space:]]*([0-9]+)[[:space:]]+\[([^]]+)\]` does.
 pub fn parse_cards(text: &str) -> BTreeMap<u32, String> {
     let mut out = BTreeMap::new();
     for line in text.lines() {
@@ -177,8 +212,11 @@ pub fn parse_cards(text: &str) -> BTreeMap<u32, String> {
         let Some(inner) = rest.strip_prefix('[') else {
             continue;
         };
-        if let Some(end) = inner.find(']') {
-            out.insert(card, inner[..end].trim().to_string());
+        match inner.find(']') {
+            Some(end) if end > 0 => {
+                out.entry(card).or_insert_with(|| inner[..end].to_string());
+            }
+            _ => {}
         }
     }
     out
@@ -193,9 +231,9 @@ mod tests {
         let text = " 0 [Headphones     ]: bcm2835_headpho - bcm2835 Headphones\n                      bcm2835 Headphones\n 1 [Microphones    ]: USB-Audio - Yeti\n                      Blue at usb-0000:01:00.0-1.3, full speed\n10 [blue-yeti      ]: USB-Audio - Yeti\ngarbage\n 3 no brackets\n";
         let m = parse_cards(text);
         assert_eq!(m.len(), 3);
-        assert_eq!(m[&0], "Headphones");
-        assert_eq!(m[&1], "Microphones");
-        assert_eq!(m[&10], "blue-yeti");
+        assert_eq!(m[&0], "Headphones     ");
+        assert_eq!(m[&1], "Microphones    ");
+        assert_eq!(m[&10], "blue-yeti      ");
     }
 
     #[test]
@@ -218,6 +256,42 @@ mod tests {
         assert_eq!(p(vec![(1, "garden"), (2, "pond")]).missing(), Some("pond"));
         fs::remove_file(ds.join("pcmC1D0c")).unwrap();
         assert_eq!(p(vec![(1, "garden")]).missing(), Some("garden"));
+    }
+
+    #[test]
+    fn device_names_from_by_id_or_the_cards_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pa, ds) = (dir.path().join("asound"), dir.path().join("snd"));
+        fs::create_dir_all(ds.join("by-id")).unwrap();
+        for (card, id) in [(1, "Microphones"), (2, "Device_1"), (3, "Mic")] {
+            fs::create_dir_all(pa.join(format!("card{card}"))).unwrap();
+            fs::write(pa.join(format!("card{card}/id")), format!("{id}\n")).unwrap();
+            fs::write(
+                pa.join(format!("card{card}/usbid")),
+                format!("1d6b:000{card}\n"),
+            )
+            .unwrap();
+            fs::write(ds.join(format!("pcmC{card}D0c")), "").unwrap();
+        }
+        fs::write(
+            pa.join("cards"),
+            " 1 [Microphones    ]: USB-Audio - Yeti\n                      Blue at usb-1\n \
+             2 [Device_1       ]: USB-Audio - X\n 3 [Mic            ]: USB-Audio - Y\n",
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("../controlC3", ds.join("by-id/usb-MV7-00")).unwrap();
+        let found = discover(&pa, &ds);
+        let names: Vec<Option<&str>> = found.iter().map(Device::device_name).collect();
+        assert_eq!(
+            names,
+            [
+                Some("usb-audio-microphones----"),
+                Some("usb-audio-device1-------"),
+                Some("usb-MV7-00"),
+            ]
+        );
+        assert_eq!(found[0].card_id, "Microphones");
+        assert_eq!(found[2].by_id.as_deref(), Some("usb-MV7-00"));
     }
 
     #[test]

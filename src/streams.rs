@@ -57,12 +57,13 @@ pub struct Plan {
     pub live: NameMap,
 }
 
-/// SPEC §4 rules 2–3: udev-style card id, else the by-id name, else the card id, sanitised.
+/// SPEC §4 rules 2–5: udev-style card id, else the by-id name, else the `/proc/asound/cards`
+/// fallback name (else, when that left nothing, the card id), sanitised and prefixed.
 pub fn automatic_name(d: &Device) -> String {
     if is_udev_card_id(&d.card_id) {
         return d.card_id.clone();
     }
-    stream_name_from_by_id(d.by_id.as_deref().unwrap_or(&d.card_id))
+    stream_name_from_by_id(d.device_name().unwrap_or(&d.card_id))
 }
 
 /// `_1_4` from `...-usb-0:1.4:1.0` (the port chain); `None` when nothing usable is left.
@@ -156,7 +157,7 @@ pub fn plan_with_names(
         .iter()
         .map(|d| {
             let auto = automatic_name(d);
-            let lookup = Lookup::new(settings, file, &[&auto], d.by_id.as_deref());
+            let lookup = Lookup::new(settings, file, &[&auto], d.device_name());
             let mut notes = Vec::new();
             let explicit = lookup
                 .stream_name()
@@ -239,7 +240,7 @@ pub fn plan_with_names(
                 names.push(extra);
             }
         }
-        let lookup = Lookup::new(settings, file, &names, d.by_id.as_deref());
+        let lookup = Lookup::new(settings, file, &names, d.device_name());
         let mut notes = n.notes;
         let alsa_device = match lookup.alsa_device() {
             Some(a) => {
@@ -331,7 +332,36 @@ mod tests {
             by_id: by_id.map(Into::into),
             by_path: by_path.map(Into::into),
             usbid: Some("b58e:9e84".into()),
+            cards_name: None,
         }
+    }
+
+    /// A card seen only in `/proc/asound/cards` (SPEC §4 rule 4), padded as the kernel does.
+    fn fallback(card: u32, id: &str) -> Device {
+        let mut d = dev(card, id, None, None);
+        d.cards_name = crate::naming::cards_fallback_name(&format!("{id:<15}"));
+        d
+    }
+
+    #[test]
+    fn fallback_devices_use_the_full_usb_audio_key() {
+        let f = DeviceFile::parse(
+            Path::new("d.conf"),
+            "DEVICE_USB_AUDIO_MICROPHONES_SAMPLE_RATE=44100\nDEVICE_MICROPHONES_CHANNELS=1\n",
+        )
+        .unwrap();
+        let p = plan(
+            &Settings::default(),
+            Some(&f),
+            &[fallback(1, "Microphones")],
+        )
+        .unwrap();
+        let s = &p.streams[0];
+        assert_eq!(s.name, "microphones");
+        assert_eq!(s.params.sample_rate.value, 44100);
+        assert_eq!(s.params.sample_rate.source, Source::Full);
+        assert_eq!(s.params.channels.value, 1);
+        assert_eq!(s.params.channels.source, Source::Friendly);
     }
 
     fn settings(toml: &str) -> Settings {
@@ -348,6 +378,11 @@ mod tests {
             (dev(2, "blue-yeti", Some(YETI), None), "blue-yeti"),
             (dev(3, "Device_1", None, None), "device_1"),
             (dev(4, "---", None, None), "card_9efc314b"),
+            (dev(5, "Mic", Some("usb-audio-1234"), None), "stream_1234"),
+            (fallback(6, "Device_1"), "device1"),
+            (fallback(7, "Microphones"), "microphones"),
+            (fallback(8, "2Mic"), "stream_2mic"),
+            (fallback(9, "garden"), "garden"),
         ];
         for (d, want) in table {
             assert_eq!(automatic_name(&d), want, "{d:?}");

@@ -546,3 +546,143 @@ fn bad_cli_name_is_exit_4_one_line() {
         "{err}"
     );
 }
+
+/// Every legacy `audio-devices.conf` error is one short line, however long the key or value
+/// (issue 15): a megabyte in each key kind gives exit 4, one line naming file:line, the key
+/// cut to 80 characters + `…`, the value cut to 80 characters + `…`. An unknown megabyte key
+/// stays a one-line warning.
+#[test]
+fn legacy_megalines_are_one_short_line_for_every_key_kind() {
+    const MB: usize = 1 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("audio-devices.conf");
+    let toml = dir.path().join("m.toml");
+    std::fs::create_dir_all(dir.path().join("proc/asound")).unwrap();
+    std::fs::create_dir_all(dir.path().join("dev/snd")).unwrap();
+    std::fs::write(
+        &toml,
+        format!(
+            "[paths]\ndevice_config = {:?}\nproc_asound = {:?}\ndev_snd = {:?}\nstate_dir = {:?}\n",
+            conf.display().to_string(),
+            dir.path().join("proc/asound").display().to_string(),
+            dir.path().join("dev/snd").display().to_string(),
+            dir.path().join("state").display().to_string(),
+        ),
+    )
+    .unwrap();
+    let digits = "4".repeat(MB);
+    let letters = "x".repeat(MB);
+    let dashes = "-".repeat(MB);
+    let key = format!("DEVICE_{}", "K".repeat(MB));
+    // (case, line 2 of the file, the key as the error shows it, the value as it shows it)
+    let cut_key = |k: &str| format!("{}…", &k[..80]);
+    let cases: Vec<(String, String, String, String)> = [
+        ("SAMPLE_RATE", &digits),
+        ("CHANNELS", &digits),
+        ("BITRATE", &letters),
+        ("CODEC", &letters),
+        ("THREAD_QUEUE", &digits),
+        ("ENABLED", &letters),
+        ("STREAM_NAME", &dashes),
+    ]
+    .iter()
+    .flat_map(|(param, value)| {
+        let shown = format!("\"{}\"…", &value[..80]);
+        let mut v = vec![(
+            format!("DEVICE_X_{param}"),
+            format!("DEVICE_X_{param}={value}"),
+            format!("DEVICE_X_{param}"),
+            shown.clone(),
+        )];
+        if *param != "STREAM_NAME" {
+            v.push((
+                format!("DEFAULT_{param}"),
+                format!("DEFAULT_{param}='{value}'"),
+                format!("DEFAULT_{param}"),
+                shown.clone(),
+            ));
+        }
+        // A megabyte key with a megabyte value.
+        let k = format!("{key}_{param}");
+        v.push((
+            format!("huge key {param}"),
+            format!("{k}={value}"),
+            cut_key(&k),
+            shown,
+        ));
+        v
+    })
+    .chain([
+        (
+            "ALSA_DEVICE".to_string(),
+            format!("DEVICE_X_ALSA_DEVICE=\"{}\u{1}\"", "a".repeat(MB)),
+            "DEVICE_X_ALSA_DEVICE".to_string(),
+            format!("\"{}\"…", "a".repeat(80)),
+        ),
+        (
+            "text after the value".to_string(),
+            format!("DEFAULT_CODEC=opus {letters}"),
+            "DEFAULT_CODEC".to_string(),
+            format!("\"{}\"…", "x".repeat(80)),
+        ),
+        (
+            "not an assignment".to_string(),
+            letters.clone(),
+            String::new(),
+            format!("\"{}\"…", "x".repeat(80)),
+        ),
+        (
+            "operator".to_string(),
+            format!("{key}_CODEC=opus;{letters}"),
+            cut_key(&format!("{key}_CODEC")),
+            "';' is not allowed".to_string(),
+        ),
+    ])
+    .collect();
+    let mut failures = Vec::new();
+    for (name, line, shown_key, shown_value) in &cases {
+        std::fs::write(&conf, format!("# ok\n{line}\nDEFAULT_CODEC=aac\n")).unwrap();
+        for args in [&["config", "--check"][..], &["config", "--json"]] {
+            let o = std::process::Command::new(common::bin())
+                .args(args)
+                .arg("-c")
+                .arg(&toml)
+                .env_remove("RUST_LOG")
+                .output()
+                .expect("run binary");
+            let err = String::from_utf8_lossy(&o.stderr).into_owned();
+            let place = format!("{}:2: ", conf.display());
+            let ok = o.status.code() == Some(4)
+                && err.lines().count() == 1
+                && err.contains(&format!("{place}{shown_key}"))
+                && err.contains(shown_value.as_str())
+                && err.len() < 400
+                && o.stdout.is_empty();
+            if !ok {
+                let shown: String = err.chars().take(400).collect();
+                failures.push(format!(
+                    "{name} ({args:?}): exit {:?}, {} bytes: {shown}",
+                    o.status.code(),
+                    err.len()
+                ));
+            }
+        }
+    }
+    // An unknown megabyte key: a warning of one short line, and the check passes.
+    std::fs::write(&conf, format!("{key}_VOLUME=3\n")).unwrap();
+    let o = run_check(&toml);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    if !(o.status.code() == Some(0) && err.lines().count() == 1 && err.len() < 400) {
+        failures.push(format!(
+            "unknown key: exit {:?}, {} bytes: {}",
+            o.status.code(),
+            err.len(),
+            err.chars().take(400).collect::<String>()
+        ));
+    }
+    assert!(
+        err.contains(&format!("unknown key {}… (ignored)", &key[..80])),
+        "{err}"
+    );
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}

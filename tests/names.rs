@@ -534,3 +534,89 @@ fn link_holder_unplugged_the_other_twin_keeps_its_name_while_udev_has_no_link_fo
     assert_eq!(names(&s), [YETI_NAME.to_string(), suffixed()]);
     assert_eq!(names_file(&s), expected_file());
 }
+
+/// Issue 15 through the binary: the `/proc/asound/cards` fallback name and its full
+/// `DEVICE_USB_AUDIO_…` key, `stream_` for names that do not start with a letter (and the
+/// friendly key that follows), ASCII-only lowercasing, a supervisor publishing under them.
+#[test]
+fn bash_naming_rules_fallback_prefix_and_ascii_only() {
+    let mut s = Sup::new();
+    // No by-id link at all (a container): bash read /proc/asound/cards.
+    s.host.add_usb_card(1, "Microphones", None, None);
+    s.host.add_usb_card(2, "Device_1", None, None);
+    s.host.add_usb_card(3, "2Mic", None, None);
+    s.write_config();
+    std::fs::write(
+        s.dir.path().join("audio-devices.conf"),
+        "DEVICE_USB_AUDIO_MICROPHONES_SAMPLE_RATE=44100\n\
+         DEVICE_DEVICE_1_CHANNELS=4\nDEVICE_DEVICE1_CHANNELS=1\n\
+         DEVICE_USB_AUDIO_2MIC_BITRATE=64k\nDEVICE_STREAM_2MIC_CODEC=aac\n",
+    )
+    .unwrap();
+    let o = s.run(&["config", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let got: Vec<(String, Value, Value)> = v["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["stream"].as_str().unwrap().to_string(),
+                d["settings"]["sample_rate"].clone(),
+                d["settings"]["channels"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(got[0].0, "microphones");
+    assert_eq!(got[0].1["value"], 44100);
+    assert_eq!(got[0].1["source"], "full");
+    assert_eq!(got[1].0, "device1");
+    assert_eq!(
+        got[1].2["value"], 1,
+        "the old device_1 key is not this device's"
+    );
+    assert_eq!(got[1].2["source"], "friendly");
+    assert_eq!(got[2].0, "stream_2mic");
+    let mic2 = &v["devices"][2]["settings"];
+    assert_eq!(
+        (&mic2["codec"]["value"], &mic2["codec"]["source"]),
+        (&"aac".into(), &"friendly".into())
+    );
+    assert_eq!(
+        (&mic2["bitrate"]["value"], &mic2["bitrate"]["source"]),
+        (&"64k".into(), &"full".into())
+    );
+
+    // A by-id link appears for a digit-only model and one with a Kelvin sign.
+    s.host.remove_card(3);
+    s.host.add_usb_card(3, "Mic", Some("usb-audio-1234"), None);
+    s.host
+        .add_usb_card(4, "Mic_1", Some("usb-Kelvin_\u{212a}_Mic-00"), None);
+    let o = s.run(&["config", "--json", "-m", "multiplex", "-n", "2 mix"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let names: Vec<&str> = v["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["stream"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["microphones", "device1", "stream_1234", "usb_kelvin_mic_00"]
+    );
+    assert_eq!(v["multiplex"]["stream"], "stream_2_mix");
+
+    // The supervisor publishes under those names.
+    s.set_mode("run");
+    s.start_foreground();
+    s.wait_for("stream_1234 running", LIMIT, |s| running(s, "stream_1234"));
+    s.wait_for("usb_kelvin_mic_00 running", LIMIT, |s| {
+        running(s, "usb_kelvin_mic_00")
+    });
+    assert!(field(&s, "stream_1234", "url")
+        .as_str()
+        .unwrap()
+        .ends_with("/stream_1234"));
+}

@@ -347,7 +347,8 @@ pub fn template(path: &Path, streams: &[StreamSpec]) -> String {
 #   ENABLED       true/false                   (built-in true)
 #   STREAM_NAME   RTSP path (DEVICE_ only)     (built-in: automatic name)
 #   ALSA_DEVICE   e.g. dsnoop:CARD=x (DEVICE_ only; built-in plughw:CARD=<card id>,DEV=0)
-# <KEY> is the stream name (friendly key) or the /dev/snd/by-id name (full key):
+# <KEY> is the stream name (friendly key) or the /dev/snd/by-id name (full key; a card
+# without a by-id link: usb-audio-<id from /proc/asound/cards>, e.g. USB_AUDIO_DEVICE1):
 # characters outside A-Z a-z 0-9 become _, runs collapse, ends are trimmed, a leading
 # digit gets DEV_, all uppercase. First hit wins: TOML [devices.\"<stream>\"], friendly key,
 # full key, DEFAULT_*, TOML [defaults], built-in. An empty value falls through.
@@ -367,6 +368,8 @@ pub fn template(path: &Path, streams: &[StreamSpec]) -> String {
             head.push_str(&format!(" (card {}, {}", d.card, d.card_id));
             if let Some(b) = &d.by_id {
                 head.push_str(&format!(", by-id {b}"));
+            } else if let Some(n) = &d.cards_name {
+                head.push_str(&format!(", device {n}"));
             }
             head.push(')');
         }
@@ -400,6 +403,7 @@ mod tests {
             by_id: Some("usb-MV7-00".into()),
             by_path: None,
             usbid: None,
+            cards_name: None,
         };
         let plan = streams::plan(&s, None, &[d]).unwrap();
         let p = Path::new("/etc/mediamtx/audio-devices.conf");

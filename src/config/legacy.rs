@@ -79,10 +79,12 @@ impl DeviceFile {
         };
         for (i, raw) in text.split('\n').enumerate() {
             let line = i + 1;
+            // Keys and values are cut (`params::cut`/`quoted`): one short line, however long.
             let at = |key: &str, msg: &str| {
                 if key.is_empty() {
                     Error::config(format!("{}:{line}: {msg}", path.display()))
                 } else {
+                    let key = params::cut(key);
                     Error::config(format!("{}:{line}: {key}: {msg}", path.display()))
                 }
             };
@@ -95,8 +97,9 @@ impl DeviceFile {
                     file.entries.push(Entry { key, value, line });
                 }
                 None => file.warnings.push(format!(
-                    "{}:{line}: unknown key {key} (ignored)",
-                    path.display()
+                    "{}:{line}: unknown key {} (ignored)",
+                    path.display(),
+                    params::cut(&key)
                 )),
             }
         }
@@ -145,11 +148,13 @@ fn validate(param: &str, value: &str) -> Result<(), String> {
         "CODEC" => params::parse_codec(value).map(drop),
         "THREAD_QUEUE" => params::parse_thread_queue(value).map(drop),
         "ENABLED" => params::parse_bool(value).map(drop),
-        "STREAM_NAME" if crate::naming::sanitize(value).is_empty() => {
-            Err(format!("stream name {value:?} has no usable characters"))
-        }
+        "STREAM_NAME" if crate::naming::sanitize(value).is_empty() => Err(format!(
+            "stream name {} has no usable characters",
+            params::quoted(value)
+        )),
         "ALSA_DEVICE" if value.chars().any(char::is_control) => Err(format!(
-            "invalid ALSA device {value:?} (control characters)"
+            "invalid ALSA device {} (control characters)",
+            params::quoted(value)
         )),
         _ => Ok(()),
     }
@@ -172,10 +177,12 @@ fn parse_line(raw: &str) -> Result<Option<(String, String)>, (String, String)> {
         .unwrap_or(line.len());
     let key = &line[..key_len];
     let Some(rest) = line[key_len..].strip_prefix('=').filter(|_| key_len > 0) else {
-        let shown: String = line.chars().take(40).collect();
         return Err((
             String::new(),
-            format!("not a KEY=value assignment: {shown:?} (the file is parsed, never executed)"),
+            format!(
+                "not a KEY=value assignment: {} (the file is parsed, never executed)",
+                params::quoted(line)
+            ),
         ));
     };
     let value = parse_value(rest).map_err(|m| (key.to_string(), m))?;
@@ -196,7 +203,8 @@ fn parse_value(s: &str) -> Result<String, String> {
                     break;
                 }
                 return Err(format!(
-                    "unexpected text after the value: {rest:?} (quote values that contain spaces)"
+                    "unexpected text after the value: {} (quote values that contain spaces)",
+                    params::quoted(rest)
                 ));
             }
             '\'' => loop {

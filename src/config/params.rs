@@ -94,6 +94,26 @@ impl Params {
     }
 }
 
+/// Longest value a validator echoes, in characters (then `…`): a megabyte value in a
+/// config file still gives one short error line.
+pub const MAX_ECHO: usize = 80;
+
+/// `v` quoted for an error message, cut to `MAX_ECHO` characters plus `…`.
+pub fn quoted(v: &str) -> String {
+    match v.char_indices().nth(MAX_ECHO) {
+        Some((i, _)) => format!("{:?}…", &v[..i]),
+        None => format!("{v:?}"),
+    }
+}
+
+/// `s` (a key, a name) cut to `MAX_ECHO` characters plus `…`, unquoted.
+pub fn cut(s: &str) -> String {
+    match s.char_indices().nth(MAX_ECHO) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
 pub const BUILTIN_SAMPLE_RATE: u32 = 48000;
 pub const BUILTIN_CHANNELS: u32 = 2;
 pub const BUILTIN_BITRATE: &str = "128k";
@@ -104,7 +124,10 @@ pub const BUILTIN_THREAD_QUEUE: u32 = 8192;
 pub fn parse_sample_rate(v: &str) -> Result<u32, String> {
     match v.trim().parse::<u32>() {
         Ok(n) if (8000..=384_000).contains(&n) => Ok(n),
-        _ => Err(format!("invalid sample rate {v:?} (expected 8000-384000)")),
+        _ => Err(format!(
+            "invalid sample rate {} (expected 8000-384000)",
+            quoted(v)
+        )),
     }
 }
 
@@ -112,7 +135,7 @@ pub fn parse_sample_rate(v: &str) -> Result<u32, String> {
 pub fn parse_channels(v: &str) -> Result<u32, String> {
     match v.trim().parse::<u32>() {
         Ok(n) if (1..=32).contains(&n) => Ok(n),
-        _ => Err(format!("invalid channels {v:?} (expected 1-32)")),
+        _ => Err(format!("invalid channels {} (expected 1-32)", quoted(v))),
     }
 }
 
@@ -129,7 +152,8 @@ pub fn parse_bitrate(v: &str) -> Result<String, String> {
         Ok(t.to_string())
     } else {
         Err(format!(
-            "invalid bitrate {v:?} (expected e.g. 96k, 128000, 1M)"
+            "invalid bitrate {} (expected e.g. 96k, 128000, 1M)",
+            quoted(v)
         ))
     }
 }
@@ -142,7 +166,8 @@ pub fn parse_codec(v: &str) -> Result<Codec, String> {
         "mp3" => Ok(Codec::Mp3),
         "pcm" => Ok(Codec::Pcm),
         _ => Err(format!(
-            "invalid codec {v:?} (expected opus, aac, mp3 or pcm)"
+            "invalid codec {} (expected opus, aac, mp3 or pcm)",
+            quoted(v)
         )),
     }
 }
@@ -151,7 +176,10 @@ pub fn parse_codec(v: &str) -> Result<Codec, String> {
 pub fn parse_thread_queue(v: &str) -> Result<u32, String> {
     match v.trim().parse::<u32>() {
         Ok(n) if (1..=1_048_576).contains(&n) => Ok(n),
-        _ => Err(format!("invalid thread queue {v:?} (expected 1-1048576)")),
+        _ => Err(format!(
+            "invalid thread queue {} (expected 1-1048576)",
+            quoted(v)
+        )),
     }
 }
 
@@ -160,7 +188,10 @@ pub fn parse_bool(v: &str) -> Result<bool, String> {
     match v.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err(format!("invalid boolean {v:?} (expected true or false)")),
+        _ => Err(format!(
+            "invalid boolean {} (expected true or false)",
+            quoted(v)
+        )),
     }
 }
 
@@ -190,5 +221,26 @@ mod tests {
         assert_eq!(parse_thread_queue("1048576").unwrap(), 1048576);
         assert_eq!(parse_codec("OPUS").unwrap(), Codec::Opus);
         assert!(parse_codec("flac").is_err());
+    }
+
+    #[test]
+    fn echoed_values_are_cut() {
+        let huge = "4".repeat(1 << 20);
+        for e in [
+            parse_sample_rate(&huge).unwrap_err(),
+            parse_channels(&huge).unwrap_err(),
+            parse_bitrate(&huge).unwrap_err(),
+            parse_codec(&huge).unwrap_err(),
+            parse_thread_queue(&huge).unwrap_err(),
+            parse_bool(&huge).unwrap_err(),
+        ] {
+            assert!(e.len() < 200, "{e}");
+            assert!(e.contains(&format!("\"{}\"…", "4".repeat(MAX_ECHO))), "{e}");
+        }
+        assert_eq!(quoted("aé"), "\"aé\"");
+        let long = "é".repeat(81);
+        assert_eq!(quoted(&long), format!("{:?}…", "é".repeat(80)));
+        assert_eq!(cut(&long), format!("{}…", "é".repeat(80)));
+        assert_eq!(cut("KEY"), "KEY");
     }
 }

@@ -204,6 +204,7 @@ impl<'a> Lookup<'a> {
 
     fn bad(&self, key: &str, line: usize, why: &str) -> Error {
         let path = self.file.map(|f| f.path.display().to_string());
+        let key = params::cut(key);
         Error::config(format!("{}:{line}: {key}: {why}", path.unwrap_or_default()))
     }
 }

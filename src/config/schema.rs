@@ -339,7 +339,10 @@ fn leaf<'de, D: Deserializer<'de>, T>(
 /// Remove the quoted value from a message of the shared validators (`invalid codec "x"
 /// (...)`): the error line already shows the value once, clipped.
 pub fn without_value(msg: String, value: &str) -> String {
-    msg.replacen(&format!(" {value:?}"), "", 1)
+    let cut = format!(" {}", crate::config::params::quoted(value));
+    let whole = format!(" {value:?}");
+    let form = if msg.contains(&cut) { cut } else { whole };
+    msg.replacen(&form, "", 1)
 }
 
 macro_rules! leaf_type {
