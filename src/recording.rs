@@ -1,13 +1,14 @@
 //! Local recording (docs/recording.md): the stream's own ffmpeg writes time-stamped
 //! segments through the tee muxer next to the RTSP leg, so capture survives a MediaMTX
 //! outage. This module names the files, builds the tee leg, and keeps the per-stream
-//! ring within `max_files` / `max_bytes`.
+//! ring within `max_files` / `max_bytes` and above the filesystem's `min_free`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::config::params::Codec;
+use crate::config::MinFree;
 use crate::status::RecordingView;
 
 pub use crate::config::RECORDING_FORMATS as FORMATS;
@@ -59,6 +60,8 @@ pub struct Plan {
     pub segment: Duration,
     pub max_files: Option<u32>,
     pub max_bytes: Option<u64>,
+    /// Free space to keep on the filesystem by deleting this stream's oldest segments.
+    pub min_free: MinFree,
 }
 
 impl Plan {
@@ -89,6 +92,7 @@ impl Plan {
             segment: rec.segment,
             max_files: rec.max_files,
             max_bytes: rec.max_bytes,
+            min_free: rec.min_free,
         };
         (plan, note)
     }
@@ -126,7 +130,15 @@ impl Plan {
         Ok(out)
     }
 
-    /// Delete the oldest finished segments beyond the bounds and describe what is left.
+    /// Free bytes on the directory's filesystem and the `min_free` floor there; `None`
+    /// when it cannot be measured (the directory is gone).
+    pub fn space(&self) -> Option<(u64, u64)> {
+        let (free, total) = fs_space(&self.dir)?;
+        Some((free, self.min_free.bytes(total)))
+    }
+
+    /// Delete the oldest finished segments beyond the bounds, then as many more as it
+    /// takes to keep `min_free` free on the filesystem, and describe what is left.
     /// `writing`: the newest file is still being written (a child is running), so it
     /// is neither deleted nor counted as finished.
     pub fn sweep(&self, writing: bool) -> RecordingView {
@@ -146,13 +158,37 @@ impl Plan {
                 return view;
             }
         };
-        let doomed = prune(&segs, writing, self.max_files, self.max_bytes);
+        let mut doomed = prune(&segs, writing, self.max_files, self.max_bytes);
         for &i in &doomed {
             let p = self.dir.join(&segs[i].name);
             if let Err(e) = std::fs::remove_file(&p) {
                 log::warn!("cannot delete old segment {}: {e}", p.display());
             }
         }
+        // The floor: measured after the bounds freed what they did.
+        if let Some((free, floor)) = self.space().filter(|(f, fl)| f < fl) {
+            let finished = if writing {
+                segs.len().saturating_sub(1)
+            } else {
+                segs.len()
+            };
+            let left: Vec<usize> = (0..finished).filter(|i| !doomed.contains(i)).collect();
+            let bytes: Vec<u64> = left.iter().map(|&i| segs[i].bytes).collect();
+            for &i in &left[..make_room(&bytes, free, floor)] {
+                let p = self.dir.join(&segs[i].name);
+                match std::fs::remove_file(&p) {
+                    Ok(()) => log::info!(
+                        "{}: deleted {} to keep recording.min_free ({}) free: {free} bytes free",
+                        self.stream,
+                        segs[i].name,
+                        self.min_free.show()
+                    ),
+                    Err(e) => log::warn!("cannot delete old segment {}: {e}", p.display()),
+                }
+                doomed.push(i);
+            }
+        }
+        view.free_bytes = fs_space(&self.dir).map(|(free, _)| free);
         let kept: Vec<&Segment> = segs
             .iter()
             .enumerate()
@@ -212,6 +248,28 @@ pub fn prune(
         bytes -= s.bytes;
     }
     out
+}
+
+/// How many of the oldest finished segments (`bytes`, oldest first) to delete so that
+/// `free` reaches `floor`; all of them when even that is not enough.
+pub fn make_room(bytes: &[u64], free: u64, floor: u64) -> usize {
+    let mut free = free;
+    let mut n = 0;
+    while free < floor && n < bytes.len() {
+        free = free.saturating_add(bytes[n]);
+        n += 1;
+    }
+    n
+}
+
+/// (free bytes for unprivileged writers, total bytes) of the filesystem holding `dir`.
+pub fn fs_space(dir: &Path) -> Option<(u64, u64)> {
+    let st = nix::sys::statvfs::statvfs(dir).ok()?;
+    let unit = st.fragment_size() as u64;
+    Some((
+        (st.blocks_available() as u64).saturating_mul(unit),
+        (st.blocks() as u64).saturating_mul(unit),
+    ))
 }
 
 /// `<stream>-YYYYmmdd-HHMMSS.<ext>`.
@@ -315,6 +373,27 @@ mod tests {
     }
 
     #[test]
+    fn make_room_table() {
+        // (segment sizes oldest first, free, floor, how many to delete)
+        let table: &[(&[u64], u64, u64, usize)] = &[
+            (&[100, 100, 100], 500, 400, 0),
+            (&[100, 100, 100], 400, 400, 0),
+            (&[100, 100, 100], 399, 400, 1),
+            (&[100, 100, 100], 250, 400, 2),
+            (&[100, 100, 100], 0, 400, 3),
+            (&[], 0, 400, 0),
+            (&[50, 300], 100, 200, 2),
+        ];
+        for (bytes, free, floor, want) in table {
+            assert_eq!(
+                make_room(bytes, *free, *floor),
+                *want,
+                "{bytes:?} {free} {floor}"
+            );
+        }
+    }
+
+    #[test]
     fn names() {
         let table = [
             ("mic-20261123-081402.ogg", true),
@@ -345,6 +424,7 @@ mod tests {
             format: Some("ogg".into()),
             max_files: None,
             max_bytes: None,
+            min_free: MinFree::Percent(5.0),
         };
         let (p, note) = Plan::new(&rec, "mic", Codec::Aac);
         assert!(note.unwrap().contains("cannot hold aac"));

@@ -1,7 +1,9 @@
 //! The media side of a wrapper: which argv a run uses (recording or publish-only), tee leg
-//! failures, the recording ring and view, and restoring publishing when the RTSP server
-//! answers again (docs/recording.md).
+//! failures, the recording ring and view, restoring publishing when the RTSP server
+//! answers again, and restoring the recording leg when the disk takes writes again
+//! (docs/recording.md).
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::Wrapper;
@@ -17,6 +19,10 @@ pub(super) struct MediaRun {
     pub(super) rtsp_down: Option<Instant>,
     pub(super) next_probe: Instant,
     pub(super) next_sweep: Instant,
+    /// The recording leg is down in this run (failed, or the run started publish-only):
+    /// when to look next whether the disk takes writes again.
+    pub(super) rec_probe: Option<Instant>,
+    pub(super) started: Instant,
 }
 
 impl Wrapper {
@@ -30,6 +36,8 @@ impl Wrapper {
             rtsp_down: None,
             next_probe: now,
             next_sweep: now + Duration::from_secs(1),
+            rec_probe: None,
+            started: now,
         };
         let Some(r) = self.cfg.recording.clone() else {
             self.with(|s| s.recording = None);
@@ -47,6 +55,7 @@ impl Wrapper {
                     self.cfg.name
                 );
                 m.rec_error = Some(e);
+                m.rec_probe = Some(now + self.rec_probe_interval());
                 r.fallback.clone()
             }
         };
@@ -82,6 +91,9 @@ impl Wrapper {
                 log::warn!("{name}: {e}; streaming continues");
                 m.rec_alive = false;
                 m.rec_error = Some(e.clone());
+                // Make room at once (ENOSPC), then look for the cause to be gone.
+                m.next_sweep = now;
+                m.rec_probe = Some(now + self.rec_probe_interval());
                 self.with(|s| {
                     if let Some(v) = s.recording.as_mut() {
                         v.error = Some(e);
@@ -125,7 +137,64 @@ impl Wrapper {
                 ));
             }
         }
-        None
+        self.rec_restore_tick(m, &r.plan, now)
+    }
+
+    /// The recording-leg side of `media_tick`: a leg that has held 10 s clears the restore
+    /// backoff; a leg that is down is probed (cheap statvfs first, then a one-byte write)
+    /// and `Some(reason)` = restart now to bring it back.
+    fn rec_restore_tick(
+        &mut self,
+        m: &mut MediaRun,
+        plan: &recording::Plan,
+        now: Instant,
+    ) -> Option<String> {
+        if m.rec_alive && now.duration_since(m.started) >= Duration::from_secs(10) {
+            self.rec_restores = 0;
+        }
+        let due = m.rec_probe?;
+        if now < due {
+            // `next_due` wakes the wrapper for the sweep: make it wake for the probe too.
+            m.next_sweep = m.next_sweep.min(due);
+            return None;
+        }
+        let next = now + self.rec_probe_interval();
+        m.rec_probe = Some(next);
+        m.next_sweep = m.next_sweep.min(next);
+        match restorable(plan) {
+            Ok(()) => {
+                self.rec_restores = self.rec_restores.saturating_add(1);
+                Some(format!(
+                    "recording restore: {} takes writes again (restart at once)",
+                    plan.dir.display()
+                ))
+            }
+            Err(Wait::Space(why)) => {
+                let shown = m
+                    .rec_error
+                    .as_deref()
+                    .map(|e| match e.split_once("; waiting") {
+                        Some((head, _)) => format!("{head}; waiting {why}"),
+                        None => format!("{e}; waiting {why}"),
+                    });
+                if shown != m.rec_error {
+                    m.rec_error = shown.clone();
+                    self.with(|s| {
+                        if let Some(v) = s.recording.as_mut() {
+                            v.error = shown;
+                        }
+                    });
+                }
+                None
+            }
+            Err(Wait::Other) => None,
+        }
+    }
+
+    /// Recording restores back off like publishing's (1 s .. 64 s) while each new leg fails
+    /// again within 10 s; a leg that holds 10 s resets it.
+    fn rec_probe_interval(&self) -> Duration {
+        Duration::from_secs(1 << self.rec_restores.min(6))
     }
 
     /// First progress after a restore: audio started `out_time` ago; the gap is from the
@@ -169,6 +238,39 @@ pub(super) fn wait_for_fresh_name(plan: &recording::Plan) {
     {
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Why a failed recording leg cannot come back yet.
+enum Wait {
+    /// Free space below `min_free` (the leg comes back only above the floor: a leg that
+    /// stopped at a full disk would fail again at once, and each restore costs a restart).
+    Space(String),
+    /// Anything else: the cause is already in `recording.error`.
+    Other,
+}
+
+/// Whether a failed recording leg can be brought back: `recording.dir` itself still exists
+/// (only the stream's own directory is made again: an unmounted disk leaves its mount
+/// point, and recording must not fill the filesystem under it), free space is at
+/// `min_free`, and a byte can be written and synced.
+fn restorable(plan: &recording::Plan) -> Result<(), Wait> {
+    if !plan.dir.parent().is_some_and(Path::is_dir) {
+        return Err(Wait::Other);
+    }
+    let at = if plan.dir.is_dir() {
+        plan.dir.as_path()
+    } else {
+        plan.dir.parent().unwrap_or(&plan.dir)
+    };
+    let (free, total) = recording::fs_space(at).ok_or(Wait::Other)?;
+    let floor = plan.min_free.bytes(total);
+    if free < floor {
+        return Err(Wait::Space(format!(
+            "for recording.min_free ({}): {free} of {floor} bytes free",
+            plan.min_free.show()
+        )));
+    }
+    recording::check_writable(&plan.dir).map_err(|_| Wait::Other)
 }
 
 /// Whether a TCP connection to `addr` opens within 500 ms.

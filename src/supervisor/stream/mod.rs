@@ -124,6 +124,8 @@ pub struct Wrapper {
     gap_from: Option<Instant>,
     /// Publishing restores in a row whose new RTSP leg failed again soon (probe backoff).
     restore_attempts: u32,
+    /// Recording-leg restores in a row whose new leg failed again soon (probe backoff).
+    rec_restores: u32,
     /// The failure count before the last counted exit, and when: taken back when the
     /// rescan reports the device gone right after (SPEC §7 Unplug).
     last_count: Option<(u32, Instant)>,
@@ -171,6 +173,7 @@ impl Wrapper {
             generation: 0,
             gap_from: None,
             restore_attempts: 0,
+            rec_restores: 0,
             last_count: None,
         }
     }
