@@ -142,6 +142,12 @@ impl Plan {
     /// `writing`: the newest file is still being written (a child is running), so it
     /// is neither deleted nor counted as finished.
     pub fn sweep(&self, writing: bool) -> RecordingView {
+        self.sweep_counting(writing).0
+    }
+
+    /// `sweep`, and how many segments it deleted for `min_free`.
+    pub fn sweep_counting(&self, writing: bool) -> (RecordingView, usize) {
+        let mut for_space = 0;
         let mut view = RecordingView {
             dir: self.dir.display().to_string(),
             ..RecordingView::default()
@@ -155,7 +161,7 @@ impl Plan {
                     self.dir.display(),
                     crate::util::io_reason(&e)
                 ));
-                return view;
+                return (view, 0);
             }
         };
         let mut doomed = prune(&segs, writing, self.max_files, self.max_bytes);
@@ -186,6 +192,7 @@ impl Plan {
                     Err(e) => log::warn!("cannot delete old segment {}: {e}", p.display()),
                 }
                 doomed.push(i);
+                for_space += 1;
             }
         }
         view.free_bytes = fs_space(&self.dir).map(|(free, _)| free);
@@ -201,7 +208,7 @@ impl Plan {
         view.oldest = finished.first().map(|s| s.name.clone());
         view.newest = finished.last().map(|s| s.name.clone());
         view.writing = current.map(|s| s.name.clone());
-        view
+        (view, for_space)
     }
 }
 

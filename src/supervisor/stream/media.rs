@@ -23,6 +23,9 @@ pub(super) struct MediaRun {
     /// when to look next whether the disk takes writes again.
     pub(super) rec_probe: Option<Instant>,
     pub(super) started: Instant,
+    /// The last sweep deleted segments for `min_free`: give whatever else writes to the
+    /// disk a moment before a probe judges the space (the next sweep).
+    pub(super) made_room: bool,
 }
 
 impl Wrapper {
@@ -38,6 +41,7 @@ impl Wrapper {
             next_sweep: now + Duration::from_secs(1),
             rec_probe: None,
             started: now,
+            made_room: false,
         };
         let Some(r) = self.cfg.recording.clone() else {
             self.with(|s| s.recording = None);
@@ -116,7 +120,8 @@ impl Wrapper {
         let r = self.cfg.recording.clone()?;
         if now >= m.next_sweep {
             m.next_sweep = now + Duration::from_secs(1);
-            let mut v = r.plan.sweep(m.rec_alive);
+            let (mut v, for_space) = r.plan.sweep_counting(m.rec_alive);
+            m.made_room = for_space > 0;
             // The run's own failure is the cause; a listing error is its echo.
             if m.rec_error.is_some() {
                 v.error = m.rec_error.clone();
@@ -153,9 +158,12 @@ impl Wrapper {
             self.rec_restores = 0;
         }
         let due = m.rec_probe?;
-        if now < due {
-            // `next_due` wakes the wrapper for the sweep: make it wake for the probe too.
-            m.next_sweep = m.next_sweep.min(due);
+        if now < due || m.made_room {
+            // `next_due` wakes the wrapper for the sweep: make it wake for the probe too
+            // (a probe put off after making room waits for the next sweep).
+            if due > now {
+                m.next_sweep = m.next_sweep.min(due);
+            }
             return None;
         }
         let next = now + self.rec_probe_interval();
@@ -170,6 +178,9 @@ impl Wrapper {
                 ))
             }
             Err(Wait::Space(why)) => {
+                // Waiting for space is not a restore that failed: when space comes back,
+                // recording comes back at the next probe (within a second or two).
+                self.rec_restores = 0;
                 let shown = m
                     .rec_error
                     .as_deref()
