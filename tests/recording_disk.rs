@@ -579,3 +579,43 @@ fn recording_dir_removed_or_unmounted_resumes_when_back() {
     assert_tone(&seg_dir, &segments(&seg_dir)[0]);
     drop(relay);
 }
+
+/// `recording.min_free`: a size or a percentage; anything else is a one-line config error
+/// naming file:line and the key, exit 4.
+#[test]
+fn bad_min_free_is_a_config_error() {
+    let mut s = Sup::new();
+    for (value, ok) in [
+        ("\"5%\"", true),
+        ("\"0.5%\"", true),
+        ("\"100M\"", true),
+        ("1048576", true),
+        ("\"0%\"", false),
+        ("\"60%\"", false),
+        ("\"lots\"", false),
+        ("0", false),
+        ("true", false),
+    ] {
+        s.extra = format!("[recording]\nmin_free = {value}\n");
+        s.write_config();
+        let out = s.run(&["config", "--check"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        if ok {
+            assert_eq!(out.status.code(), Some(0), "{value}: {err}");
+            continue;
+        }
+        assert_eq!(out.status.code(), Some(4), "{value}: {err}");
+        let cfg = s.cfg.display().to_string();
+        assert!(
+            err.lines().count() == 1
+                && err.contains(&format!("{cfg}:"))
+                && err.contains(&format!("recording.min_free = {value}")),
+            "{value}: {err}"
+        );
+    }
+    s.extra = "[recording]\nmin_free = \"2%\"\n".into();
+    s.write_config();
+    let out = s.run(&["config", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("config --json");
+    assert_eq!(v["settings"]["recording"]["min_free"], "2%", "{v}");
+}
