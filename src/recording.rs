@@ -172,7 +172,9 @@ impl Plan {
             }
         }
         // The floor: measured after the bounds freed what they did.
-        if let Some((free, floor)) = self.space().filter(|(f, fl)| f < fl) {
+        let space = self.space();
+        view.free_bytes = space.map(|(free, _)| free);
+        if let Some((free, floor)) = space.filter(|(f, fl)| f < fl) {
             let finished = if writing {
                 segs.len().saturating_sub(1)
             } else {
@@ -184,7 +186,7 @@ impl Plan {
                 let p = self.dir.join(&segs[i].name);
                 match std::fs::remove_file(&p) {
                     Ok(()) => log::info!(
-                        "{}: deleted {} to keep recording.min_free ({}) free: {free} bytes free",
+                        "{}: deleted {} to keep recording.min_free ({}) free ({free} bytes were free)",
                         self.stream,
                         segs[i].name,
                         self.min_free.show()
@@ -194,8 +196,8 @@ impl Plan {
                 doomed.push(i);
                 for_space += 1;
             }
+            view.free_bytes = fs_space(&self.dir).map(|(free, _)| free);
         }
-        view.free_bytes = fs_space(&self.dir).map(|(free, _)| free);
         let kept: Vec<&Segment> = segs
             .iter()
             .enumerate()
