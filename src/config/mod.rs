@@ -166,10 +166,16 @@ impl MinFree {
         }
     }
 
-    /// As the config writes it: `5%`, or a number of bytes.
+    /// As the config writes it: `5%`, `640K`, `100M`, or a number of bytes.
     pub fn show(self) -> String {
         match self {
-            MinFree::Bytes(b) => b.to_string(),
+            MinFree::Bytes(b) => {
+                let units = [(30, "G"), (20, "M"), (10, "K")];
+                match units.iter().find(|(sh, _)| b % (1u64 << sh) == 0) {
+                    Some((sh, u)) => format!("{}{u}", b >> sh),
+                    None => b.to_string(),
+                }
+            }
             MinFree::Percent(p) => format!("{p}%"),
         }
     }

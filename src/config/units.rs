@@ -140,5 +140,15 @@ mod tests {
         assert_eq!(MinFree::Percent(5.0).bytes(1000), 50);
         assert_eq!(MinFree::Percent(0.5).bytes(1001), 6);
         assert_eq!(MinFree::Bytes(7).bytes(1000), 7);
+        for (v, shown) in [
+            (MinFree::Bytes(640 << 10), "640K"),
+            (MinFree::Bytes(100 << 20), "100M"),
+            (MinFree::Bytes(2 << 30), "2G"),
+            (MinFree::Bytes(1000), "1000"),
+            (MinFree::Percent(0.5), "0.5%"),
+        ] {
+            assert_eq!(v.show(), shown);
+            assert_eq!(parse_min_free(shown), Ok(v), "{shown}");
+        }
     }
 }

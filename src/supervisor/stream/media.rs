@@ -261,9 +261,9 @@ enum Wait {
 }
 
 /// Whether a failed recording leg can be brought back: `recording.dir` itself still exists
-/// (only the stream's own directory is made again: an unmounted disk leaves its mount
-/// point, and recording must not fill the filesystem under it), free space is at
-/// `min_free`, and a byte can be written and synced.
+/// (only the stream's own directory is made again: when `recording.dir` is gone, its disk
+/// perhaps unmounted, recording waits instead of filling the filesystem underneath),
+/// free space is at `min_free`, and a byte can be written and synced.
 fn restorable(plan: &recording::Plan) -> Result<(), Wait> {
     if !plan.dir.parent().is_some_and(Path::is_dir) {
         return Err(Wait::Other);
