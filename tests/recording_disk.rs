@@ -611,6 +611,25 @@ fn recording_dir_removed_or_unmounted_resumes_when_back() {
         !rec_dir.exists(),
         "recording.dir made on the wrong filesystem"
     );
+    // A fresh child meanwhile (here `restart garden`) does not make it either.
+    let out = s.run(&["restart", "garden"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    s.wait_for(
+        "a fresh child, still waiting",
+        Duration::from_secs(10),
+        |s| {
+            s.stream("garden").is_some_and(|v| {
+                v["pid"].as_u64() != pid
+                    && v["state"] == "running"
+                    && v["publishing"] == true
+                    && rec(&v)["error"]
+                        .as_str()
+                        .is_some_and(|e| e.contains("is gone (disk unmounted?)"))
+            })
+        },
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!rec_dir.exists(), "recording.dir made by a fresh child");
 
     // The disk is back (a fresh tmpfs, with its recording directory).
     let _fs2 = Tmpfs::mount(TEST, &mnt, "16m").expect("remount");

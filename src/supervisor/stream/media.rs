@@ -47,10 +47,23 @@ impl Wrapper {
             self.with(|s| s.recording = None);
             return (self.cfg.child.clone(), m);
         };
-        let spec = match recording::check_writable(&r.plan.dir) {
+        // Once recording worked, a start makes only the stream's own directory, not
+        // `recording.dir`: a disk unmounted under a running supervisor is waited for, not
+        // replaced by the filesystem underneath.
+        let base = r.plan.dir.parent().unwrap_or(&r.plan.dir);
+        let checked = if self.rec_dir_seen && !base.is_dir() {
+            Err(format!(
+                "recording.dir {} is gone (disk unmounted?); waiting for it",
+                base.display()
+            ))
+        } else {
+            recording::check_writable(&r.plan.dir)
+        };
+        let spec = match checked {
             Ok(()) => {
                 wait_for_fresh_name(&r.plan);
                 m.rec_alive = true;
+                self.rec_dir_seen = true;
                 self.cfg.child.clone()
             }
             Err(e) => {
