@@ -719,3 +719,57 @@ fn bad_min_free_is_a_config_error() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("config --json");
     assert_eq!(v["settings"]["recording"]["min_free"], "2%", "{v}");
 }
+
+/// The recording directory cannot be made at the first start (a regular file where a
+/// directory should be): streaming only, the error in `status`. The file is removed →
+/// recording starts by itself within a few seconds, not counted as a failure.
+#[test]
+fn unwritable_recording_dir_fixed_later_records_by_itself() {
+    common::require_ffmpeg();
+    let mut s = Sup::new();
+    let blocker = s.dir.path().join("blocker");
+    std::fs::write(&blocker, "x").unwrap();
+    let rec_dir = blocker.join("rec");
+    let seg_dir = rec_dir.join("garden");
+    let relay = Relay::start(&s.dir.path().join("rx"));
+    setup(&mut s, &rec_dir, relay.port, "5%");
+    s.start_foreground();
+    s.wait_for("streaming, not recording", Duration::from_secs(20), |s| {
+        s.stream("garden").is_some_and(|v| {
+            v["state"] == "running"
+                && v["publishing"] == true
+                && rec(&v)["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("cannot create"))
+        })
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let v = s.stream("garden").unwrap();
+    assert_eq!(v["restarts"], 0, "no restart while it cannot record: {v}");
+    let pid = v["pid"].as_u64();
+
+    std::fs::remove_file(&blocker).unwrap();
+    let fixed = Instant::now();
+    s.wait_for("a segment", Duration::from_secs(10), |_| {
+        !segments(&seg_dir).is_empty()
+    });
+    let took = fixed.elapsed();
+    eprintln!(
+        "directory fixed: recording {:.2}s later",
+        took.as_secs_f64()
+    );
+    assert!(took <= Duration::from_secs(5), "{took:?}");
+    s.wait_for("recording, no error", Duration::from_secs(10), |s| {
+        s.stream("garden").is_some_and(|v| {
+            v["state"] == "running"
+                && v["publishing"] == true
+                && rec(&v)["error"].is_null()
+                && segments(&seg_dir).len() >= 2
+        })
+    });
+    let v = s.stream("garden").unwrap();
+    assert_ne!(v["pid"].as_u64(), pid, "{v}");
+    assert_eq!(v["consecutive_failures"], 0, "{v}");
+    assert_tone(&seg_dir, &segments(&seg_dir)[0]);
+    drop(relay);
+}

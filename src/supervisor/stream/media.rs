@@ -182,7 +182,7 @@ impl Wrapper {
         let next = now + self.rec_probe_interval();
         m.rec_probe = Some(next);
         m.next_sweep = m.next_sweep.min(next);
-        match restorable(plan) {
+        match restorable(plan, !self.rec_dir_seen) {
             Ok(()) => {
                 self.rec_restores = self.rec_restores.saturating_add(1);
                 Some(format!(
@@ -274,18 +274,20 @@ enum Wait {
 }
 
 /// Whether a failed recording leg can be brought back: `recording.dir` itself still exists
-/// (only the stream's own directory is made again: when `recording.dir` is gone, its disk
-/// perhaps unmounted, recording waits instead of filling the filesystem underneath),
-/// free space is at `min_free`, and a byte can be written and synced.
-fn restorable(plan: &recording::Plan) -> Result<(), Wait> {
-    if !plan.dir.parent().is_some_and(Path::is_dir) {
+/// once this stream has recorded there (`make_base` false: only the stream's own directory
+/// is made again; when `recording.dir` is gone, its disk perhaps unmounted, recording
+/// waits instead of filling the filesystem underneath), free space is at `min_free`, and
+/// a byte can be written and synced.
+fn restorable(plan: &recording::Plan, make_base: bool) -> Result<(), Wait> {
+    if !make_base && !plan.dir.parent().is_some_and(Path::is_dir) {
         return Err(Wait::Other);
     }
-    let at = if plan.dir.is_dir() {
-        plan.dir.as_path()
-    } else {
-        plan.dir.parent().unwrap_or(&plan.dir)
-    };
+    // Measured at the nearest directory that exists (the one that would hold the files).
+    let at = plan
+        .dir
+        .ancestors()
+        .find(|d| d.is_dir())
+        .ok_or(Wait::Other)?;
     let (free, total) = recording::fs_space(at).ok_or(Wait::Other)?;
     let floor = plan.min_free.bytes(total);
     if free < floor {
