@@ -51,7 +51,7 @@ impl Wrapper {
         // `recording.dir`: a disk unmounted under a running supervisor is waited for, not
         // replaced by the filesystem underneath.
         let base = r.plan.dir.parent().unwrap_or(&r.plan.dir);
-        let checked = if self.rec_dir_seen && !base.is_dir() {
+        let checked = if self.rec_dir_seen.as_deref() == Some(base) && !base.is_dir() {
             Err(format!(
                 "recording.dir {} is gone (disk unmounted?); waiting for it",
                 base.display()
@@ -63,7 +63,7 @@ impl Wrapper {
             Ok(()) => {
                 wait_for_fresh_name(&r.plan);
                 m.rec_alive = true;
-                self.rec_dir_seen = true;
+                self.rec_dir_seen = r.plan.dir.parent().map(Path::to_path_buf);
                 self.cfg.child.clone()
             }
             Err(e) => {
@@ -182,7 +182,8 @@ impl Wrapper {
         let next = now + self.rec_probe_interval();
         m.rec_probe = Some(next);
         m.next_sweep = m.next_sweep.min(next);
-        match restorable(plan, !self.rec_dir_seen) {
+        let make_base = self.rec_dir_seen.as_deref() != plan.dir.parent();
+        match restorable(plan, make_base) {
             Ok(()) => {
                 self.rec_restores = self.rec_restores.saturating_add(1);
                 Some(format!(
