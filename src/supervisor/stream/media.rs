@@ -310,3 +310,61 @@ fn reachable(addr: &str) -> bool {
         .take(2)
         .any(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_millis(500)).is_ok())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MinFree;
+
+    fn plan(dir: &Path, min_free: MinFree) -> recording::Plan {
+        recording::Plan {
+            stream: "mic".into(),
+            dir: dir.join("rec").join("mic"),
+            muxer: "ogg",
+            ext: "ogg",
+            segment: Duration::from_secs(1),
+            max_files: None,
+            max_bytes: None,
+            min_free,
+        }
+    }
+
+    /// When a failed recording leg may come back: (recording.dir exists, may make it,
+    /// floor) → verdict.
+    #[test]
+    fn restorable_table() {
+        let small = MinFree::Bytes(1);
+        let huge = MinFree::Bytes(u64::MAX / 2);
+        // (make recording.dir first, make_base, min_free, want: Ok / Space / Other)
+        let table = [
+            (true, false, small, "ok"),
+            (false, false, small, "other"),
+            (false, true, small, "ok"),
+            (true, false, huge, "space"),
+            (false, true, huge, "space"),
+        ];
+        for (exists, make_base, min_free, want) in table {
+            let t = tempfile::tempdir().unwrap();
+            let p = plan(t.path(), min_free);
+            if exists {
+                std::fs::create_dir(p.dir.parent().unwrap()).unwrap();
+            }
+            let got = match restorable(&p, make_base) {
+                Ok(()) => "ok",
+                Err(Wait::Space(why)) => {
+                    assert!(why.contains("recording.min_free"), "{why}");
+                    "space"
+                }
+                Err(Wait::Other) => "other",
+            };
+            assert_eq!(got, want, "{exists} {make_base} {min_free:?}");
+            assert_eq!(p.dir.is_dir(), want == "ok", "{exists} {make_base}");
+        }
+        // A file where the stream's directory should be: not writable.
+        let t = tempfile::tempdir().unwrap();
+        let p = plan(t.path(), small);
+        std::fs::create_dir(p.dir.parent().unwrap()).unwrap();
+        std::fs::write(&p.dir, "x").unwrap();
+        assert!(matches!(restorable(&p, false), Err(Wait::Other)));
+    }
+}
