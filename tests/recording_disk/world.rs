@@ -200,18 +200,10 @@ pub fn segments(dir: &Path) -> Vec<String> {
     v
 }
 
+/// Free bytes on the filesystem holding `dir` (for unprivileged writers, like the ring).
 pub fn free_bytes(dir: &Path) -> u64 {
-    let out = Command::new("stat")
-        .args(["-f", "-c", "%a %S"])
-        .arg(dir)
-        .output()
-        .expect("stat -f");
-    let t = String::from_utf8_lossy(&out.stdout);
-    let v: Vec<u64> = t
-        .split_whitespace()
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    v[0] * v[1]
+    let st = nix::sys::statvfs::statvfs(dir).expect("statvfs");
+    st.blocks_available() as u64 * st.fragment_size() as u64
 }
 
 /// Write `bytes` of zeros to `path` (appending), stopping quietly at a full disk.
