@@ -114,8 +114,12 @@ impl Plan {
         )
     }
 
-    /// This stream's segment files, oldest first (the names sort by time).
+    /// This stream's segment files, oldest first (the names sort by time): regular files
+    /// with the segment name, owned by us (our ffmpeg wrote them; the ring deletes only
+    /// what we wrote, whatever else is named like a segment).
     pub fn list(&self) -> std::io::Result<Vec<Segment>> {
+        use std::os::unix::fs::MetadataExt;
+        let me = nix::unistd::geteuid().as_raw();
         let mut out = Vec::new();
         for e in std::fs::read_dir(&self.dir)? {
             let Ok(e) = e else { continue };
@@ -123,8 +127,15 @@ impl Plan {
             if !is_segment_name(&self.stream, self.ext, &name) {
                 continue;
             }
-            let bytes = e.metadata().map(|m| m.len()).unwrap_or(0);
-            out.push(Segment { name, bytes });
+            // DirEntry::metadata does not follow a symlink: a link is not ours to count.
+            let Ok(m) = e.metadata() else { continue };
+            if !m.is_file() || m.uid() != me {
+                continue;
+            }
+            out.push(Segment {
+                name,
+                bytes: m.len(),
+            });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
@@ -379,6 +390,43 @@ mod tests {
             );
         }
         assert!(prune(&[], true, Some(0), Some(0)).is_empty());
+    }
+
+    /// Only our own regular files named like segments are listed (and so ever deleted).
+    #[test]
+    fn list_takes_only_our_own_segment_files() {
+        let t = tempfile::tempdir().unwrap();
+        let rec = crate::config::Recording {
+            enabled: true,
+            dir: t.path().into(),
+            segment: Duration::from_secs(1),
+            format: None,
+            max_files: None,
+            max_bytes: None,
+            min_free: MinFree::Percent(5.0),
+        };
+        let (p, _) = Plan::new(&rec, "mic", Codec::Opus);
+        std::fs::create_dir_all(&p.dir).unwrap();
+        for n in [
+            "mic-20260101-000001.ogg",
+            "mic-20260101-000002.ogg",
+            "notes.txt",
+        ] {
+            std::fs::write(p.dir.join(n), "x").unwrap();
+        }
+        std::os::unix::fs::symlink("/etc/hostname", p.dir.join("mic-20260101-000003.ogg")).unwrap();
+        std::fs::create_dir(p.dir.join("mic-20260101-000004.ogg")).unwrap();
+        let mut want = vec!["mic-20260101-000001.ogg", "mic-20260101-000002.ogg"];
+        // Another user's file (only root can make one here).
+        let theirs = p.dir.join("mic-20260101-000005.ogg");
+        std::fs::write(&theirs, "x").unwrap();
+        if std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).is_err() {
+            want.push("mic-20260101-000005.ogg");
+        }
+        let names: Vec<String> = p.list().unwrap().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, want);
+        let v = p.sweep(false);
+        assert_eq!(v.files, want.len() as u64);
     }
 
     #[test]
