@@ -1,13 +1,14 @@
 //! Local recording (docs/recording.md): the stream's own ffmpeg writes time-stamped
 //! segments through the tee muxer next to the RTSP leg, so capture survives a MediaMTX
 //! outage. This module names the files, builds the tee leg, and keeps the per-stream
-//! ring within `max_files` / `max_bytes`.
+//! ring within `max_files` / `max_bytes` and above the filesystem's `min_free`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::config::params::Codec;
+use crate::config::MinFree;
 use crate::status::RecordingView;
 
 pub use crate::config::RECORDING_FORMATS as FORMATS;
@@ -59,6 +60,8 @@ pub struct Plan {
     pub segment: Duration,
     pub max_files: Option<u32>,
     pub max_bytes: Option<u64>,
+    /// Free space to keep on the filesystem by deleting this stream's oldest segments.
+    pub min_free: MinFree,
 }
 
 impl Plan {
@@ -89,6 +92,7 @@ impl Plan {
             segment: rec.segment,
             max_files: rec.max_files,
             max_bytes: rec.max_bytes,
+            min_free: rec.min_free,
         };
         (plan, note)
     }
@@ -110,8 +114,12 @@ impl Plan {
         )
     }
 
-    /// This stream's segment files, oldest first (the names sort by time).
+    /// This stream's segment files, oldest first (the names sort by time): regular files
+    /// with the segment name, owned by us (our ffmpeg wrote them; the ring deletes only
+    /// what we wrote, whatever else is named like a segment).
     pub fn list(&self) -> std::io::Result<Vec<Segment>> {
+        use std::os::unix::fs::MetadataExt;
+        let me = nix::unistd::geteuid().as_raw();
         let mut out = Vec::new();
         for e in std::fs::read_dir(&self.dir)? {
             let Ok(e) = e else { continue };
@@ -119,17 +127,38 @@ impl Plan {
             if !is_segment_name(&self.stream, self.ext, &name) {
                 continue;
             }
-            let bytes = e.metadata().map(|m| m.len()).unwrap_or(0);
-            out.push(Segment { name, bytes });
+            // DirEntry::metadata does not follow a symlink: a link is not ours to count.
+            let Ok(m) = e.metadata() else { continue };
+            if !m.is_file() || m.uid() != me {
+                continue;
+            }
+            out.push(Segment {
+                name,
+                bytes: m.len(),
+            });
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
 
-    /// Delete the oldest finished segments beyond the bounds and describe what is left.
+    /// Free bytes on the directory's filesystem and the `min_free` floor there; `None`
+    /// when it cannot be measured (the directory is gone).
+    pub fn space(&self) -> Option<(u64, u64)> {
+        let (free, total) = fs_space(&self.dir)?;
+        Some((free, self.min_free.bytes(total)))
+    }
+
+    /// Delete the oldest finished segments beyond the bounds, then as many more as it
+    /// takes to keep `min_free` free on the filesystem, and describe what is left.
     /// `writing`: the newest file is still being written (a child is running), so it
     /// is neither deleted nor counted as finished.
     pub fn sweep(&self, writing: bool) -> RecordingView {
+        self.sweep_counting(writing).0
+    }
+
+    /// `sweep`, and how many segments it deleted for `min_free`.
+    pub fn sweep_counting(&self, writing: bool) -> (RecordingView, usize) {
+        let mut for_space = 0;
         let mut view = RecordingView {
             dir: self.dir.display().to_string(),
             ..RecordingView::default()
@@ -143,15 +172,42 @@ impl Plan {
                     self.dir.display(),
                     crate::util::io_reason(&e)
                 ));
-                return view;
+                return (view, 0);
             }
         };
-        let doomed = prune(&segs, writing, self.max_files, self.max_bytes);
+        let mut doomed = prune(&segs, writing, self.max_files, self.max_bytes);
         for &i in &doomed {
             let p = self.dir.join(&segs[i].name);
             if let Err(e) = std::fs::remove_file(&p) {
                 log::warn!("cannot delete old segment {}: {e}", p.display());
             }
+        }
+        // The floor: measured after the bounds freed what they did.
+        let space = self.space();
+        view.free_bytes = space.map(|(free, _)| free);
+        if let Some((free, floor)) = space.filter(|(f, fl)| f < fl) {
+            let finished = if writing {
+                segs.len().saturating_sub(1)
+            } else {
+                segs.len()
+            };
+            let left: Vec<usize> = (0..finished).filter(|i| !doomed.contains(i)).collect();
+            let bytes: Vec<u64> = left.iter().map(|&i| segs[i].bytes).collect();
+            for &i in &left[..make_room(&bytes, free, floor)] {
+                let p = self.dir.join(&segs[i].name);
+                match std::fs::remove_file(&p) {
+                    Ok(()) => log::info!(
+                        "{}: deleted {} to keep recording.min_free ({}) free ({free} bytes were free)",
+                        self.stream,
+                        segs[i].name,
+                        self.min_free.show()
+                    ),
+                    Err(e) => log::warn!("cannot delete old segment {}: {e}", p.display()),
+                }
+                doomed.push(i);
+                for_space += 1;
+            }
+            view.free_bytes = fs_space(&self.dir).map(|(free, _)| free);
         }
         let kept: Vec<&Segment> = segs
             .iter()
@@ -165,7 +221,7 @@ impl Plan {
         view.oldest = finished.first().map(|s| s.name.clone());
         view.newest = finished.last().map(|s| s.name.clone());
         view.writing = current.map(|s| s.name.clone());
-        view
+        (view, for_space)
     }
 }
 
@@ -212,6 +268,28 @@ pub fn prune(
         bytes -= s.bytes;
     }
     out
+}
+
+/// How many of the oldest finished segments (`bytes`, oldest first) to delete so that
+/// `free` reaches `floor`; all of them when even that is not enough.
+pub fn make_room(bytes: &[u64], free: u64, floor: u64) -> usize {
+    let mut free = free;
+    let mut n = 0;
+    while free < floor && n < bytes.len() {
+        free = free.saturating_add(bytes[n]);
+        n += 1;
+    }
+    n
+}
+
+/// (free bytes for unprivileged writers, total bytes) of the filesystem holding `dir`.
+pub fn fs_space(dir: &Path) -> Option<(u64, u64)> {
+    let st = nix::sys::statvfs::statvfs(dir).ok()?;
+    let unit = st.fragment_size() as u64;
+    Some((
+        (st.blocks_available() as u64).saturating_mul(unit),
+        (st.blocks() as u64).saturating_mul(unit),
+    ))
 }
 
 /// `<stream>-YYYYmmdd-HHMMSS.<ext>`.
@@ -319,6 +397,64 @@ mod tests {
         assert!(prune(&[], true, Some(0), Some(0)).is_empty());
     }
 
+    /// Only our own regular files named like segments are listed (and so ever deleted).
+    #[test]
+    fn list_takes_only_our_own_segment_files() {
+        let t = tempfile::tempdir().unwrap();
+        let rec = crate::config::Recording {
+            enabled: true,
+            dir: t.path().into(),
+            segment: Duration::from_secs(1),
+            format: None,
+            max_files: None,
+            max_bytes: None,
+            min_free: MinFree::Percent(5.0),
+        };
+        let (p, _) = Plan::new(&rec, "mic", Codec::Opus);
+        std::fs::create_dir_all(&p.dir).unwrap();
+        for n in [
+            "mic-20260101-000001.ogg",
+            "mic-20260101-000002.ogg",
+            "notes.txt",
+        ] {
+            std::fs::write(p.dir.join(n), "x").unwrap();
+        }
+        std::os::unix::fs::symlink("/etc/hostname", p.dir.join("mic-20260101-000003.ogg")).unwrap();
+        std::fs::create_dir(p.dir.join("mic-20260101-000004.ogg")).unwrap();
+        let mut want = vec!["mic-20260101-000001.ogg", "mic-20260101-000002.ogg"];
+        // Another user's file (only root can make one here).
+        let theirs = p.dir.join("mic-20260101-000005.ogg");
+        std::fs::write(&theirs, "x").unwrap();
+        if std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).is_err() {
+            want.push("mic-20260101-000005.ogg");
+        }
+        let names: Vec<String> = p.list().unwrap().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, want);
+        let v = p.sweep(false);
+        assert_eq!(v.files, want.len() as u64);
+    }
+
+    #[test]
+    fn make_room_table() {
+        // (segment sizes oldest first, free, floor, how many to delete)
+        let table: &[(&[u64], u64, u64, usize)] = &[
+            (&[100, 100, 100], 500, 400, 0),
+            (&[100, 100, 100], 400, 400, 0),
+            (&[100, 100, 100], 399, 400, 1),
+            (&[100, 100, 100], 250, 400, 2),
+            (&[100, 100, 100], 0, 400, 3),
+            (&[], 0, 400, 0),
+            (&[50, 300], 100, 200, 2),
+        ];
+        for (bytes, free, floor, want) in table {
+            assert_eq!(
+                make_room(bytes, *free, *floor),
+                *want,
+                "{bytes:?} {free} {floor}"
+            );
+        }
+    }
+
     #[test]
     fn names() {
         let table = [
@@ -350,6 +486,7 @@ mod tests {
             format: Some("ogg".into()),
             max_files: None,
             max_bytes: None,
+            min_free: MinFree::Percent(5.0),
         };
         let (p, note) = Plan::new(&rec, "mic", Codec::Aac);
         assert!(note.unwrap().contains("cannot hold aac"));

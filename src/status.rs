@@ -95,6 +95,9 @@ pub struct RecordingView {
     pub error: Option<String>,
     /// Audio lost across the last restart that brought publishing back (seconds).
     pub last_gap_s: Option<f64>,
+    /// Free bytes on the recording filesystem at the last sweep (`recording.min_free`).
+    #[serde(default)]
+    pub free_bytes: Option<u64>,
 }
 
 /// Live levels over the last second, dBFS; `None` is -inf (digital silence).
@@ -349,6 +352,9 @@ pub fn render(s: &Snapshot) -> String {
             );
             if let (Some(o), Some(n)) = (&r.oldest, &r.newest) {
                 line.push_str(&format!(", {o} .. {n}"));
+            }
+            if let Some(f) = r.free_bytes {
+                line.push_str(&format!(", {f} bytes free on disk"));
             }
             line.push(')');
             if let Some(e) = &r.error {

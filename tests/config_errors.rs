@@ -500,11 +500,12 @@ fn new_settings_defaults_and_values_in_config_json() {
             "format": null,
             "max_files": null,
             "max_bytes": null,
+            "min_free": "5%",
         })
     );
     let v = json(
         "[paths]\nnames_file = \"/tmp/n.json\"\n[health]\nlevels = false\n[discovery]\nwatch = false\n\
-         [recording]\nenabled = true\ndir = \"/srv/rec\"\nsegment = \"90s\"\nformat = \"ogg\"\nmax_files = 12\nmax_bytes = \"500M\"\n\
+         [recording]\nenabled = true\ndir = \"/srv/rec\"\nsegment = \"90s\"\nformat = \"ogg\"\nmax_files = 12\nmax_bytes = \"500M\"\nmin_free = \"100M\"\n\
          [devices.garden]\nrecord = false\n",
     );
     assert_eq!(v["paths"]["names_file"], "/tmp/n.json");
@@ -519,6 +520,7 @@ fn new_settings_defaults_and_values_in_config_json() {
             "format": "ogg",
             "max_files": 12,
             "max_bytes": 500u64 << 20,
+            "min_free": "100M",
         })
     );
     assert_eq!(v["devices"]["garden"]["record"], false);

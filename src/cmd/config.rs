@@ -209,6 +209,7 @@ pub fn settings_json(s: &Settings) -> Value {
             "format": s.recording.format,
             "max_files": s.recording.max_files,
             "max_bytes": s.recording.max_bytes,
+            "min_free": s.recording.min_free.show(),
         },
     })
 }

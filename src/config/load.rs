@@ -280,6 +280,7 @@ impl Read<'_, '_> {
             rec.format = self.parsed(r.format, check_format)?;
             rec.max_files = self.uint(r.max_files, 1, 1_000_000)?.map(|n| n as u32);
             rec.max_bytes = r.max_bytes.map(|v| v.into_inner().0);
+            set!(rec.min_free, r.min_free.map(|v| v.into_inner().0));
         }
         Ok(())
     }
@@ -336,6 +337,9 @@ mod tests {
             ("[mediamtx]\nrtsp_url = \"x://u:pw@h\"\n", "/e/m.toml:2:12: mediamtx.rtsp_url = \"x://***@h\": expected a URL starting with rtsp://"),
             ("[recording]\nsegment = \"500ms\"\n", "/e/m.toml:2:11: recording.segment = \"500ms\": expected at least 1s"),
             ("[recording]\nformat = \"MP4\"\n", "/e/m.toml:2:10: recording.format = \"MP4\": expected one of ogg, ts, m4a, mp3, aiff, mkv"),
+            ("[recording]\nmin_free = \"60%\"\n", "/e/m.toml:2:12: recording.min_free = \"60%\": invalid min_free (a percentage above 0 and at most 50%)"),
+            ("[recording]\nmin_free = \"lots\"\n", "/e/m.toml:2:12: recording.min_free = \"lots\": invalid min_free (expected e.g. \"5%\" or \"100M\")"),
+            ("[recording]\nmin_free = 0\n", "/e/m.toml:2:12: recording.min_free = 0: expected a percentage like \"5%\" or a size like \"100M\""),
             ("[devices.\"a b\"]\nrecord = 1\n", "/e/m.toml:2:10: devices.\"a b\".record = 1: expected true or false"),
             ("[paths]\nnames_file = \"\"\n", "/e/m.toml:2:14: paths.names_file = \"\": expected a non-empty path"),
             ("[multiplex]\nname = \"--\"\n", "/e/m.toml:2:8: multiplex.name = \"--\": multiplex name has no usable characters"),
@@ -360,7 +364,7 @@ mod tests {
         let s = from_toml(
             Path::new("f.toml"),
             "[paths]\nnames_file = \"/n.json\"\n[discovery]\nwatch = false\n[health]\nlevels = false\n\
-             [recording]\nenabled = true\ndir = \"/r\"\nsegment = \"1m\"\nformat = \"mkv\"\nmax_files = 3\nmax_bytes = 2048\n\
+             [recording]\nenabled = true\ndir = \"/r\"\nsegment = \"1m\"\nformat = \"mkv\"\nmax_files = 3\nmax_bytes = 2048\nmin_free = \"1M\"\n\
              [devices.x]\nrecord = true\n",
         )
         .unwrap();
@@ -385,6 +389,7 @@ mod tests {
                 Some(2048)
             )
         );
+        assert_eq!(r.min_free, super::super::MinFree::Bytes(1 << 20));
         assert_eq!(s.devices["x"].record, Some(true));
         assert_eq!(s.devices["x"].enabled, None);
     }
@@ -411,5 +416,6 @@ mod tests {
             (dr.enabled, &dr.dir, dr.segment)
         );
         assert_eq!(s.recording.max_bytes, Some(500 << 20));
+        assert_eq!(s.recording.min_free, dr.min_free);
     }
 }

@@ -161,6 +161,41 @@ pub struct Recording {
     pub max_files: Option<u32>,
     /// Total size kept per stream, bytes.
     pub max_bytes: Option<u64>,
+    /// Free space the ring keeps on the recording filesystem (docs/recording.md).
+    pub min_free: MinFree,
+}
+
+/// `[recording] min_free`: the free space each stream's ring keeps on the recording
+/// filesystem by deleting its own oldest finished segments; a size or a percentage.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MinFree {
+    Bytes(u64),
+    /// Percent of the filesystem's size (above 0, at most 50).
+    Percent(f64),
+}
+
+impl MinFree {
+    /// The floor in bytes on a filesystem of `fs_bytes`.
+    pub fn bytes(self, fs_bytes: u64) -> u64 {
+        match self {
+            MinFree::Bytes(b) => b,
+            MinFree::Percent(p) => (fs_bytes as f64 * p / 100.0).ceil() as u64,
+        }
+    }
+
+    /// As the config writes it: `5%`, `640K`, `100M`, or a number of bytes.
+    pub fn show(self) -> String {
+        match self {
+            MinFree::Bytes(b) => {
+                let units = [(30, "G"), (20, "M"), (10, "K")];
+                match units.iter().find(|(sh, _)| b % (1u64 << sh) == 0) {
+                    Some((sh, u)) => format!("{}{u}", b >> sh),
+                    None => b.to_string(),
+                }
+            }
+            MinFree::Percent(p) => format!("{p}%"),
+        }
+    }
 }
 
 /// Streaming mode (`mode`, `-m`, `STREAM_MODE`).
@@ -314,6 +349,7 @@ impl Default for Settings {
                 format: None,
                 max_files: None,
                 max_bytes: None,
+                min_free: MinFree::Percent(5.0),
             },
             warnings: Vec::new(),
         }

@@ -9,7 +9,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::units::{parse_duration, parse_size};
+use super::units::{parse_duration, parse_min_free, parse_size};
 use super::{parse_filter, parse_mode, Filter, Mode};
 
 /// An optional value with its place in the file.
@@ -169,6 +169,7 @@ pub struct RecordingT {
     pub format: S<Text>,
     pub max_files: S<Int>,
     pub max_bytes: S<Size>,
+    pub min_free: S<MinFreeV>,
 }
 
 /// The keys each table knows; anything else is an "unknown key" warning. Kept next to the
@@ -269,6 +270,7 @@ pub const SECTIONS: &[(&str, &[&str])] = &[
             "format",
             "max_files",
             "max_bytes",
+            "min_free",
         ],
     ),
 ];
@@ -411,6 +413,16 @@ leaf_type!(
         Scalar::Int(n) if n > 0 => Ok(n as u64),
         Scalar::Str(s) => parse_size(&s).map_err(|e| without_value(e, &s)),
         _ => Err("expected a size like \"10M\"".into()),
+    }
+);
+
+leaf_type!(
+    /// `recording.min_free`: `"5%"`, a size like `"100M"`, or a positive number of bytes.
+    MinFreeV(super::MinFree),
+    |v| match v {
+        Scalar::Int(n) if n > 0 => Ok(super::MinFree::Bytes(n as u64)),
+        Scalar::Str(s) => parse_min_free(&s).map_err(|e| without_value(e, &s)),
+        _ => Err("expected a percentage like \"5%\" or a size like \"100M\"".into()),
     }
 );
 

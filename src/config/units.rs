@@ -67,6 +67,23 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("invalid size {s:?}"))
 }
 
+/// `recording.min_free`: a percentage of the filesystem (`"5%"`, above 0 and at most 50)
+/// or a size like `parse_size`.
+pub fn parse_min_free(s: &str) -> Result<super::MinFree, String> {
+    let t = s.trim();
+    let Some(num) = t.strip_suffix('%') else {
+        return parse_size(t)
+            .map(super::MinFree::Bytes)
+            .map_err(|_| format!("invalid min_free {s:?} (expected e.g. \"5%\" or \"100M\")"));
+    };
+    match num.trim().parse::<f64>() {
+        Ok(p) if p > 0.0 && p <= 50.0 => Ok(super::MinFree::Percent(p)),
+        _ => Err(format!(
+            "invalid min_free {s:?} (a percentage above 0 and at most 50%)"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +116,39 @@ mod tests {
         assert_eq!(parse_size("100").unwrap(), 100);
         assert!(parse_size("10X").is_err());
         assert!(parse_size("0").is_err());
+    }
+
+    #[test]
+    fn min_free() {
+        use super::super::MinFree;
+        let table = [
+            ("5%", Some(MinFree::Percent(5.0))),
+            ("0.5 %", Some(MinFree::Percent(0.5))),
+            ("50%", Some(MinFree::Percent(50.0))),
+            ("100M", Some(MinFree::Bytes(100 << 20))),
+            ("4096", Some(MinFree::Bytes(4096))),
+            ("0%", None),
+            ("51%", None),
+            ("-1%", None),
+            ("x%", None),
+            ("0", None),
+            ("lots", None),
+        ];
+        for (s, want) in table {
+            assert_eq!(parse_min_free(s).ok(), want, "{s}");
+        }
+        assert_eq!(MinFree::Percent(5.0).bytes(1000), 50);
+        assert_eq!(MinFree::Percent(0.5).bytes(1001), 6);
+        assert_eq!(MinFree::Bytes(7).bytes(1000), 7);
+        for (v, shown) in [
+            (MinFree::Bytes(640 << 10), "640K"),
+            (MinFree::Bytes(100 << 20), "100M"),
+            (MinFree::Bytes(2 << 30), "2G"),
+            (MinFree::Bytes(1000), "1000"),
+            (MinFree::Percent(0.5), "0.5%"),
+        ] {
+            assert_eq!(v.show(), shown);
+            assert_eq!(parse_min_free(shown), Ok(v), "{shown}");
+        }
     }
 }

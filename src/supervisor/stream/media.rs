@@ -1,7 +1,9 @@
 //! The media side of a wrapper: which argv a run uses (recording or publish-only), tee leg
-//! failures, the recording ring and view, and restoring publishing when the RTSP server
-//! answers again (docs/recording.md).
+//! failures, the recording ring and view, restoring publishing when the RTSP server
+//! answers again, and restoring the recording leg when the disk takes writes again
+//! (docs/recording.md).
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::Wrapper;
@@ -17,6 +19,13 @@ pub(super) struct MediaRun {
     pub(super) rtsp_down: Option<Instant>,
     pub(super) next_probe: Instant,
     pub(super) next_sweep: Instant,
+    /// The recording leg is down in this run (failed, or the run started publish-only):
+    /// when to look next whether the disk takes writes again.
+    pub(super) rec_probe: Option<Instant>,
+    pub(super) started: Instant,
+    /// The last sweep deleted segments for `min_free`: give whatever else writes to the
+    /// disk a moment before a probe judges the space (the next sweep).
+    pub(super) made_room: bool,
 }
 
 impl Wrapper {
@@ -30,15 +39,31 @@ impl Wrapper {
             rtsp_down: None,
             next_probe: now,
             next_sweep: now + Duration::from_secs(1),
+            rec_probe: None,
+            started: now,
+            made_room: false,
         };
         let Some(r) = self.cfg.recording.clone() else {
             self.with(|s| s.recording = None);
             return (self.cfg.child.clone(), m);
         };
-        let spec = match recording::check_writable(&r.plan.dir) {
+        // Once recording worked, a start makes only the stream's own directory, not
+        // `recording.dir`: a disk unmounted under a running supervisor is waited for, not
+        // replaced by the filesystem underneath.
+        let base = r.plan.dir.parent().unwrap_or(&r.plan.dir);
+        let checked = if self.rec_dir_seen.as_deref() == Some(base) && !base.is_dir() {
+            Err(format!(
+                "recording.dir {} is gone (disk unmounted?); waiting for it",
+                base.display()
+            ))
+        } else {
+            recording::check_writable(&r.plan.dir)
+        };
+        let spec = match checked {
             Ok(()) => {
                 wait_for_fresh_name(&r.plan);
                 m.rec_alive = true;
+                self.rec_dir_seen = r.plan.dir.parent().map(Path::to_path_buf);
                 self.cfg.child.clone()
             }
             Err(e) => {
@@ -47,6 +72,7 @@ impl Wrapper {
                     self.cfg.name
                 );
                 m.rec_error = Some(e);
+                m.rec_probe = Some(now + self.rec_probe_interval());
                 r.fallback.clone()
             }
         };
@@ -82,6 +108,9 @@ impl Wrapper {
                 log::warn!("{name}: {e}; streaming continues");
                 m.rec_alive = false;
                 m.rec_error = Some(e.clone());
+                // Make room at once (ENOSPC), then look for the cause to be gone.
+                m.next_sweep = now;
+                m.rec_probe = Some(now + self.rec_probe_interval());
                 self.with(|s| {
                     if let Some(v) = s.recording.as_mut() {
                         v.error = Some(e);
@@ -104,7 +133,8 @@ impl Wrapper {
         let r = self.cfg.recording.clone()?;
         if now >= m.next_sweep {
             m.next_sweep = now + Duration::from_secs(1);
-            let mut v = r.plan.sweep(m.rec_alive);
+            let (mut v, for_space) = r.plan.sweep_counting(m.rec_alive);
+            m.made_room = for_space > 0;
             // The run's own failure is the cause; a listing error is its echo.
             if m.rec_error.is_some() {
                 v.error = m.rec_error.clone();
@@ -125,7 +155,71 @@ impl Wrapper {
                 ));
             }
         }
-        None
+        self.rec_restore_tick(m, &r.plan, now)
+    }
+
+    /// The recording-leg side of `media_tick`: a leg that has held 10 s clears the restore
+    /// backoff; a leg that is down is probed (cheap statvfs first, then a one-byte write)
+    /// and `Some(reason)` = restart now to bring it back.
+    fn rec_restore_tick(
+        &mut self,
+        m: &mut MediaRun,
+        plan: &recording::Plan,
+        now: Instant,
+    ) -> Option<String> {
+        if m.rec_alive && now.duration_since(m.started) >= Duration::from_secs(10) {
+            self.rec_restores = 0;
+        }
+        let due = m.rec_probe?;
+        if now < due || m.made_room {
+            // `next_due` wakes the wrapper for the sweep: make it wake for the probe too
+            // (a probe put off after making room waits for the next sweep).
+            if due > now {
+                m.next_sweep = m.next_sweep.min(due);
+            }
+            return None;
+        }
+        let next = now + self.rec_probe_interval();
+        m.rec_probe = Some(next);
+        m.next_sweep = m.next_sweep.min(next);
+        let make_base = self.rec_dir_seen.as_deref() != plan.dir.parent();
+        match restorable(plan, make_base) {
+            Ok(()) => {
+                self.rec_restores = self.rec_restores.saturating_add(1);
+                Some(format!(
+                    "recording restore: {} takes writes again (restart at once)",
+                    plan.dir.display()
+                ))
+            }
+            Err(Wait::Space(why)) => {
+                // Waiting for space is not a restore that failed: when space comes back,
+                // recording comes back at the next probe (within a second or two).
+                self.rec_restores = 0;
+                let shown = m
+                    .rec_error
+                    .as_deref()
+                    .map(|e| match e.split_once("; waiting") {
+                        Some((head, _)) => format!("{head}; waiting {why}"),
+                        None => format!("{e}; waiting {why}"),
+                    });
+                if shown != m.rec_error {
+                    m.rec_error = shown.clone();
+                    self.with(|s| {
+                        if let Some(v) = s.recording.as_mut() {
+                            v.error = shown;
+                        }
+                    });
+                }
+                None
+            }
+            Err(Wait::Other) => None,
+        }
+    }
+
+    /// Recording restores back off like publishing's (1 s .. 64 s) while each new leg fails
+    /// again within 10 s; a leg that holds 10 s resets it.
+    fn rec_probe_interval(&self) -> Duration {
+        Duration::from_secs(1 << self.rec_restores.min(6))
     }
 
     /// First progress after a restore: audio started `out_time` ago; the gap is from the
@@ -171,6 +265,41 @@ pub(super) fn wait_for_fresh_name(plan: &recording::Plan) {
     }
 }
 
+/// Why a failed recording leg cannot come back yet.
+enum Wait {
+    /// Free space below `min_free` (the leg comes back only above the floor: a leg that
+    /// stopped at a full disk would fail again at once, and each restore costs a restart).
+    Space(String),
+    /// Anything else: the cause is already in `recording.error`.
+    Other,
+}
+
+/// Whether a failed recording leg can be brought back: `recording.dir` itself still exists
+/// once this stream has recorded there (`make_base` false: only the stream's own directory
+/// is made again; when `recording.dir` is gone, its disk perhaps unmounted, recording
+/// waits instead of filling the filesystem underneath), free space is at `min_free`, and
+/// a byte can be written and synced.
+fn restorable(plan: &recording::Plan, make_base: bool) -> Result<(), Wait> {
+    if !make_base && !plan.dir.parent().is_some_and(Path::is_dir) {
+        return Err(Wait::Other);
+    }
+    // Measured at the nearest directory that exists (the one that would hold the files).
+    let at = plan
+        .dir
+        .ancestors()
+        .find(|d| d.is_dir())
+        .ok_or(Wait::Other)?;
+    let (free, total) = recording::fs_space(at).ok_or(Wait::Other)?;
+    let floor = plan.min_free.bytes(total);
+    if free < floor {
+        return Err(Wait::Space(format!(
+            "for recording.min_free ({}): {free} of {floor} bytes free",
+            plan.min_free.show()
+        )));
+    }
+    recording::check_writable(&plan.dir).map_err(|_| Wait::Other)
+}
+
 /// Whether a TCP connection to `addr` opens within 500 ms.
 fn reachable(addr: &str) -> bool {
     use std::net::ToSocketAddrs;
@@ -180,4 +309,62 @@ fn reachable(addr: &str) -> bool {
     addrs
         .take(2)
         .any(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_millis(500)).is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MinFree;
+
+    fn plan(dir: &Path, min_free: MinFree) -> recording::Plan {
+        recording::Plan {
+            stream: "mic".into(),
+            dir: dir.join("rec").join("mic"),
+            muxer: "ogg",
+            ext: "ogg",
+            segment: Duration::from_secs(1),
+            max_files: None,
+            max_bytes: None,
+            min_free,
+        }
+    }
+
+    /// When a failed recording leg may come back: (recording.dir exists, may make it,
+    /// floor) → verdict.
+    #[test]
+    fn restorable_table() {
+        let small = MinFree::Bytes(1);
+        let huge = MinFree::Bytes(u64::MAX / 2);
+        // (make recording.dir first, make_base, min_free, want: Ok / Space / Other)
+        let table = [
+            (true, false, small, "ok"),
+            (false, false, small, "other"),
+            (false, true, small, "ok"),
+            (true, false, huge, "space"),
+            (false, true, huge, "space"),
+        ];
+        for (exists, make_base, min_free, want) in table {
+            let t = tempfile::tempdir().unwrap();
+            let p = plan(t.path(), min_free);
+            if exists {
+                std::fs::create_dir(p.dir.parent().unwrap()).unwrap();
+            }
+            let got = match restorable(&p, make_base) {
+                Ok(()) => "ok",
+                Err(Wait::Space(why)) => {
+                    assert!(why.contains("recording.min_free"), "{why}");
+                    "space"
+                }
+                Err(Wait::Other) => "other",
+            };
+            assert_eq!(got, want, "{exists} {make_base} {min_free:?}");
+            assert_eq!(p.dir.is_dir(), want == "ok", "{exists} {make_base}");
+        }
+        // A file where the stream's directory should be: not writable.
+        let t = tempfile::tempdir().unwrap();
+        let p = plan(t.path(), small);
+        std::fs::create_dir(p.dir.parent().unwrap()).unwrap();
+        std::fs::write(&p.dir, "x").unwrap();
+        assert!(matches!(restorable(&p, false), Err(Wait::Other)));
+    }
 }

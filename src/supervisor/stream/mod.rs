@@ -124,6 +124,11 @@ pub struct Wrapper {
     gap_from: Option<Instant>,
     /// Publishing restores in a row whose new RTSP leg failed again soon (probe backoff).
     restore_attempts: u32,
+    /// Recording-leg restores in a row whose new leg failed again soon (probe backoff).
+    rec_restores: u32,
+    /// The `recording.dir` a run of this stream has recorded in (media.rs: once seen, it
+    /// is not made again, in case its disk was unmounted).
+    rec_dir_seen: Option<PathBuf>,
     /// The failure count before the last counted exit, and when: taken back when the
     /// rescan reports the device gone right after (SPEC §7 Unplug).
     last_count: Option<(u32, Instant)>,
@@ -171,6 +176,8 @@ impl Wrapper {
             generation: 0,
             gap_from: None,
             restore_attempts: 0,
+            rec_restores: 0,
+            rec_dir_seen: None,
             last_count: None,
         }
     }
