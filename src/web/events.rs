@@ -34,7 +34,11 @@ pub const TICK: Duration = Duration::from_millis(250);
 /// A full status at least this often.
 pub const FULL_EVERY: Duration = Duration::from_secs(5);
 /// Bytes queued for one client beyond what its socket took; more and it is dropped.
-pub const CLIENT_BUFFER: usize = 256 * 1024;
+pub const CLIENT_BUFFER: usize = 128 * 1024;
+/// The kernel's send buffer of an event stream (SO_SNDBUF; Linux doubles it): fixed, so
+/// a client that stops reading shows up in `CLIENT_BUFFER` within seconds instead of
+/// after megabytes of autotuned buffer.
+pub const SOCKET_BUFFER: usize = 32 * 1024;
 /// A client whose socket accepted nothing for this long, with bytes waiting, is dropped.
 pub const STALL: Duration = Duration::from_secs(10);
 
@@ -241,6 +245,7 @@ fn run(rx: Receiver<TcpStream>, count: &AtomicUsize, snapshot: SnapshotFn0<'_>, 
         if let Some(s) = incoming {
             // A new page gets the whole picture at once.
             let snap = snapshot();
+            set_send_buffer(&s, SOCKET_BUFFER);
             if s.set_nonblocking(true).is_ok() {
                 let mut c = Client {
                     s,
@@ -296,6 +301,24 @@ fn run(rx: Receiver<TcpStream>, count: &AtomicUsize, snapshot: SnapshotFn0<'_>, 
                 keep
             });
         }
+    }
+}
+
+fn set_send_buffer(s: &TcpStream, bytes: usize) {
+    use std::os::fd::AsRawFd;
+    let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: setsockopt on a socket we own, with a pointer to a live c_int.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        log::debug!("web: SO_SNDBUF: {}", std::io::Error::last_os_error());
     }
 }
 
