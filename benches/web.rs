@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const WINDOW: Duration = Duration::from_secs(30);
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 const PAGES: usize = 4;
 
 fn bin() -> PathBuf {
@@ -38,6 +38,28 @@ fn cpu_s(pid: u32) -> f64 {
     let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
     // SAFETY: sysconf has no preconditions.
     ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+/// CPU time of the supervisor's `web-events` thread (every event stream), seconds.
+fn events_thread_s(pid: u32) -> f64 {
+    for e in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let dir = e.path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim() == "web-events" {
+            let ss = std::fs::read_to_string(dir.join("schedstat")).unwrap_or_default();
+            let ns: f64 = ss
+                .split_whitespace()
+                .next()
+                .unwrap_or("0")
+                .parse()
+                .unwrap_or(0.0);
+            return ns / 1e9;
+        }
+    }
+    0.0
 }
 
 fn threads(pid: u32) -> usize {
@@ -147,6 +169,7 @@ fn main() {
 
     let (mut idle, mut open) = (Vec::new(), Vec::new());
     let mut sse_rate = Vec::new();
+    let mut events_thread = Vec::new();
     let threads_idle = threads(pid);
     let mut threads_open = 0;
     for round in 0..ROUNDS {
@@ -160,21 +183,27 @@ fn main() {
         let pages = open_pages(port, &stop, &bytes);
         std::thread::sleep(Duration::from_secs(2));
         threads_open = threads(pid);
-        let (c0, b0) = (cpu_s(pid), bytes.load(Ordering::Relaxed));
+        let (c0, b0, e0) = (
+            cpu_s(pid),
+            bytes.load(Ordering::Relaxed),
+            events_thread_s(pid),
+        );
         let t0 = Instant::now();
         std::thread::sleep(WINDOW);
         let dt = t0.elapsed().as_secs_f64();
         open.push(100.0 * (cpu_s(pid) - c0) / dt);
+        events_thread.push(100.0 * (events_thread_s(pid) - e0) / dt);
         sse_rate.push((bytes.load(Ordering::Relaxed) - b0) as f64 / dt / PAGES as f64);
         stop.store(true, Ordering::SeqCst);
         for p in pages {
             let _ = p.join();
         }
         println!(
-            "bench web: round {}: no page {:.3} %, {PAGES} pages {:.3} % of one core",
+            "bench web: round {}: no page {:.3} %, {PAGES} pages {:.3} % of one core (web-events thread {:.4} %)",
             round + 1,
             idle[round],
-            open[round]
+            open[round],
+            events_thread[round]
         );
     }
     let (i, o) = (median(idle.clone()), median(open.clone()));
@@ -182,6 +211,10 @@ fn main() {
         "bench web: supervisor CPU, 8 streams, median of {ROUNDS} x {}s: no page {i:.3} %, {PAGES} pages {o:.3} %, difference {:+.3} % of one core",
         WINDOW.as_secs(),
         o - i
+    );
+    println!(
+        "bench web: the web-events thread alone (schedstat, ns): {:.4} % of one core with {PAGES} pages (median)",
+        median(events_thread)
     );
     println!(
         "bench web: event stream {:.0} bytes/s per page (median); supervisor threads {threads_idle} without pages, {threads_open} with {PAGES}",

@@ -179,7 +179,9 @@ fn page_in_a_real_browser_meters_restart_and_mediamtx_banner() {
     );
     assert!(sink.received("tone") > 0 && sink.received("quiet") > 0);
 
-    // Screenshots: desktop, then a 360 px wide phone (no sideways scrolling).
+    // Screenshots: desktop, then a 360 px wide phone (no sideways scrolling), once the
+    // meters have settled.
+    std::thread::sleep(Duration::from_millis(1500));
     let dir = shot_dir(s.dir.path());
     browser.screenshot(&dir.join("web.png"));
     browser.emulate(360, 780, true);

@@ -159,44 +159,55 @@ fn event(name: &str, data: &Value) -> Vec<u8> {
     format!("event: {name}\ndata: {data}\n\n").into_bytes()
 }
 
-/// The snapshot without what moves on its own (uptimes, levels, progress, clocks,
-/// counters): when this changes, the page must hear at once.
-pub fn significant(snap: &Snapshot) -> Value {
-    let mut v = serde_json::to_value(snap).unwrap_or_default();
-    if let Some(o) = v.as_object_mut() {
-        o.remove("cpu");
+/// What the page shows of a snapshot except what moves on its own (uptimes, levels,
+/// progress, clocks, MediaMTX byte counters): when this changes, the page must hear at
+/// once. A plain string (Debug of the fields), as it is built 4 times a second.
+pub fn significant(snap: &Snapshot) -> String {
+    use std::fmt::Write as _;
+    let (sp, m) = (&snap.supervisor, &snap.mediamtx);
+    let mut k = String::with_capacity(256 * (1 + snap.streams.len()));
+    let _ = writeln!(
+        k,
+        "{}|{:?}|{}|{}|{:?}|{}|{:?}|{:?}|{:?}|{:?}",
+        sp.running,
+        sp.pid,
+        sp.mode,
+        sp.version,
+        sp.note,
+        m.enabled,
+        m.reachable,
+        m.version,
+        m.error,
+        snap.warnings
+    );
+    for st in &snap.streams {
+        let _ = writeln!(
+            k,
+            "{}|{}|{}|{:?}|{}|{}|{:?}|{}|{}|{}|{}|{:?}|{:?}|{:?}|{:?}",
+            st.name,
+            st.state,
+            st.health,
+            st.pid,
+            st.restarts,
+            st.consecutive_failures,
+            st.last_exit
+                .as_ref()
+                .map(|x| (x.code, &x.signal, &x.reason)),
+            st.url,
+            st.publishing,
+            st.silent,
+            st.settled,
+            st.recording
+                .as_ref()
+                .map(|r| (r.files, r.bytes, &r.newest, &r.writing, &r.error)),
+            st.mediamtx
+                .as_ref()
+                .map(|m| (m.available, m.readers, m.displaced)),
+            st.notes,
+            st.device,
+        );
     }
-    if let Some(sup) = v.get_mut("supervisor").and_then(Value::as_object_mut) {
-        sup.remove("uptime_s");
-    }
-    for st in v
-        .get_mut("streams")
-        .and_then(Value::as_array_mut)
-        .into_iter()
-        .flatten()
-    {
-        let Some(o) = st.as_object_mut() else {
-            continue;
-        };
-        for k in [
-            "uptime_s",
-            "level",
-            "progress",
-            "next_retry_s",
-            "unhealthy_for_s",
-            "healthy_for_s",
-        ] {
-            o.remove(k);
-        }
-        if let Some(x) = o.get_mut("last_exit").and_then(Value::as_object_mut) {
-            x.remove("ago_s");
-        }
-        if let Some(m) = o.get_mut("mediamtx").and_then(Value::as_object_mut) {
-            m.remove("inbound_bytes");
-            m.remove("inbound_rate_bps");
-        }
-    }
-    v
+    k
 }
 
 /// Peak and RMS per stream (null is digital silence, -inf).
@@ -224,7 +235,7 @@ pub fn status_event(snap: &Snapshot, grace: Duration) -> Vec<u8> {
 
 fn run(rx: Receiver<TcpStream>, count: &AtomicUsize, snapshot: SnapshotFn0<'_>, grace: Duration) {
     let mut clients: Vec<Client> = Vec::new();
-    let mut last_key = Value::Null;
+    let mut last_key = String::new();
     let mut last_levels = Value::Null;
     let mut last_full = Instant::now();
     let mut next_tick = Instant::now();
