@@ -286,14 +286,10 @@ pub trait Pages: Send + Sync {
 
 type Render = Arc<dyn Fn() -> String + Send + Sync>;
 
-/// Bind `listen` and serve `GET /metrics` (and `pages`, if any) from a background thread.
-pub fn serve(
-    listen: SocketAddr,
-    render: Render,
-    pages: Option<Arc<dyn Pages>>,
-) -> io::Result<JoinHandle<()>> {
+/// Bind `listen` and serve `GET /metrics` from a background thread.
+pub fn serve(listen: SocketAddr, render: Render) -> io::Result<JoinHandle<()>> {
     let listener = TcpListener::bind(listen)?;
-    serve_with(listener, render, pages)
+    serve_with(listener, render, None)
 }
 
 /// The connections still reading their head, oldest first: (id, a handle to shut it down).
