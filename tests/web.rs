@@ -421,6 +421,53 @@ fn read_only_every_non_get_is_405_and_auth_is_enforced() {
     let after = s.stream("mic").unwrap();
     assert_eq!(after["restarts"], restarts, "a verb changed something");
     assert_eq!(after["state"], "running");
+
+    // A state change reaches an open event stream within 1 s.
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        c,
+        "GET /api/events HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {}\r\n\r\n",
+        base64(b"op:garden-s3cret")
+    )
+    .unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut seen = String::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let first = Instant::now();
+    while !seen.contains("event: status") && first.elapsed() < Duration::from_secs(5) {
+        if let Ok(n) = c.read(&mut buf) {
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    }
+    assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+    let old_pid = after["pid"].as_u64().unwrap();
+    assert!(s.run(&["restart", "mic"]).status.success());
+    let t0 = Instant::now();
+    let changed = |text: &str| {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+            .any(|v| {
+                let st = &v["status"]["streams"][0];
+                st.is_object() && (st["state"] != "running" || st["pid"] != old_pid)
+            })
+    };
+    let mut fresh = String::new();
+    while !changed(&fresh) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "no state change event: {fresh}"
+        );
+        if let Ok(n) = c.read(&mut buf) {
+            fresh.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    }
+    let took = t0.elapsed();
+    assert!(
+        took < Duration::from_secs(1),
+        "state change reached the page after {took:?}"
+    );
 }
 
 #[test]
