@@ -123,12 +123,14 @@ fn reply(status: u16, ctype: &'static str, body: Vec<u8>, head_only: bool) -> An
     })
 }
 
-/// The paths of the page; anything else falls through to the listener's 404.
+/// The paths of the page; anything else outside `/api/` falls through to the listener's
+/// 404 (an unknown `/api/…` path is 404 too, but only after the auth check).
 pub const PATHS: [&str; 3] = ["/", "/api/status", "/api/events"];
 
 impl Pages for Site {
     fn answer(&self, req: &Request) -> Option<Answer> {
-        if !PATHS.contains(&req.path) {
+        let known = PATHS.contains(&req.path);
+        if !known && !req.path.starts_with("/api/") {
             return None;
         }
         // Who may not look learns nothing, not even which methods exist.
@@ -147,6 +149,9 @@ impl Pages for Site {
                     .into(),
             );
             return Some(Answer::Reply(r));
+        }
+        if !known {
+            return Some(reply(404, "text/plain", b"not found\n".to_vec(), false));
         }
         let head_only = match req.method {
             "GET" => false,

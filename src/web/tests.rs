@@ -73,6 +73,8 @@ fn methods_and_paths_table() {
         ("PATCH / HTTP/1.1", Some(405)),
         ("OPTIONS / HTTP/1.1", Some(405)),
         ("GET /nope HTTP/1.1", None),
+        ("GET /api/nope HTTP/1.1", Some(404)),
+        ("POST /api/nope HTTP/1.1", Some(404)),
         ("GET /metrics HTTP/1.1", None),
     ] {
         assert_eq!(ask(&s, head).map(|a| a.0), want, "{head}");
@@ -115,9 +117,10 @@ fn basic_auth_table() {
             assert!(headers
                 .iter()
                 .any(|h| h.starts_with("WWW-Authenticate: Basic")));
-            // A stranger learns nothing, not even that POST is refused.
-            let (st, _, _) = ask(&s, "POST / HTTP/1.1").unwrap();
-            assert_eq!(st, 401);
+            // A stranger learns nothing, not even that POST is refused or what exists.
+            for head in ["POST / HTTP/1.1", "GET /api/nope HTTP/1.1"] {
+                assert_eq!(ask(&s, head).unwrap().0, 401, "{head}");
+            }
         } else {
             let text = String::from_utf8(body).unwrap();
             assert!(!text.contains("s3cret"), "{text}");
