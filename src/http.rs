@@ -26,20 +26,61 @@ pub const MAX_READING: usize = 32;
 /// larger than its socket buffer); over this, the answer is 503.
 const MAX_ANSWERING: usize = 16;
 
-// Slot policy and long-lived connections (a later status page with server-sent events):
-// a connection is only ever in one class. "Reading" (no complete head yet) is bounded by
-// MAX_READING with oldest-first eviction and HEAD_DEADLINE; "answering" (short answers)
-// by MAX_ANSWERING. A long-lived stream must get a third class with its own cap once its
-// head has been read, so that open streams never hold a reading or answering slot and a
-// flood of streams cannot refuse a scrape.
+// Slot policy: a connection is only ever in one class. "Reading" (no complete head yet)
+// is bounded by MAX_READING with oldest-first eviction and HEAD_DEADLINE; "answering"
+// (short answers) by MAX_ANSWERING; long-lived streams (the status page's server-sent
+// events, `Answer::Stream`) leave both classes once their head is read and are capped by
+// whoever takes the socket (`crate::web`), so open pages never hold a reading or
+// answering slot and a flood of them cannot refuse a scrape.
+
+/// A parsed request line and the raw head (for headers such as `Authorization`).
+pub struct Request<'a> {
+    pub method: &'a str,
+    /// The target without its query string.
+    pub path: &'a str,
+    pub head: &'a str,
+}
+
+impl Request<'_> {
+    /// The first header named `name` (case-insensitive), trimmed.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then_some(v.trim())
+        })
+    }
+}
+
+/// A complete short answer.
+pub struct Reply {
+    pub status: u16,
+    pub ctype: &'static str,
+    /// Extra header lines, without CRLF.
+    pub headers: Vec<String>,
+    pub body: Vec<u8>,
+    pub head_only: bool,
+}
+
+/// What other pages on this listener answer.
+pub enum Answer {
+    /// Written at once (holds an answering slot while written).
+    Reply(Reply),
+    /// A long-lived stream: the socket is handed over once its head has been read.
+    Stream(Box<dyn FnOnce(TcpStream) + Send>),
+}
+
+/// Pages served beside `/metrics` (the status page, `crate::web`).
+pub trait Pages: Send + Sync {
+    /// `None` when `req` is none of its paths (then 404 as before).
+    fn answer(&self, req: &Request) -> Option<Answer>;
+}
+
+type Render = Arc<dyn Fn() -> String + Send + Sync>;
 
 /// Bind `listen` and serve `GET /metrics` from a background thread.
-pub fn serve(
-    listen: SocketAddr,
-    render: Arc<dyn Fn() -> String + Send + Sync>,
-) -> io::Result<JoinHandle<()>> {
+pub fn serve(listen: SocketAddr, render: Render) -> io::Result<JoinHandle<()>> {
     let listener = TcpListener::bind(listen)?;
-    serve_listener(listener, render)
+    serve_with(listener, render, None)
 }
 
 /// The connections still reading their head, oldest first: (id, a handle to shut it down).
@@ -67,10 +108,16 @@ impl Slots {
     }
 }
 
-/// Serve on an already bound listener (lets callers and tests bind port 0 first).
-pub fn serve_listener(
+/// Serve `/metrics` on an already bound listener (lets callers and tests bind port 0 first).
+pub fn serve_listener(listener: TcpListener, render: Render) -> io::Result<JoinHandle<()>> {
+    serve_with(listener, render, None)
+}
+
+/// `serve_listener` with other pages beside `/metrics`.
+pub fn serve_with(
     listener: TcpListener,
-    render: Arc<dyn Fn() -> String + Send + Sync>,
+    render: Render,
+    pages: Option<Arc<dyn Pages>>,
 ) -> io::Result<JoinHandle<()>> {
     let slots = Arc::new(Slots::default());
     std::thread::Builder::new()
@@ -90,10 +137,12 @@ pub fn serve_listener(
                     continue;
                 };
                 slots.admit(id, handle);
-                let (render, slots2) = (render.clone(), slots.clone());
+                let (render, slots2, pages) = (render.clone(), slots.clone(), pages.clone());
                 let spawned = std::thread::Builder::new()
                     .name("metrics-conn".into())
-                    .spawn(move || handle_connection(stream, id, &slots2, &*render));
+                    .spawn(move || {
+                        handle_connection(stream, id, &slots2, &*render, pages.as_deref())
+                    });
                 if spawned.is_err() {
                     slots.done_reading(id);
                 }
@@ -107,6 +156,7 @@ fn handle_connection(
     id: u64,
     slots: &Slots,
     render: &(dyn Fn() -> String + Send + Sync),
+    pages: Option<&dyn Pages>,
 ) {
     let head = read_head(&mut s, Instant::now() + HEAD_DEADLINE);
     slots.done_reading(id);
@@ -119,14 +169,43 @@ fn handle_connection(
         }
         Err(_) => return,
     };
+    let answer = pages.and_then(|p| {
+        let req = parse_request(&head)?;
+        (req.path != "/metrics").then(|| p.answer(&req))?
+    });
+    if let Some(Answer::Stream(take)) = answer {
+        take(s);
+        return;
+    }
     if slots.answering.fetch_add(1, Ordering::SeqCst) >= MAX_ANSWERING {
         slots.answering.fetch_sub(1, Ordering::SeqCst);
         let _ = respond(&mut s, 503, "text/plain", b"busy, try again\n", false);
         return;
     }
-    let (status, ctype, body, head_only) = route(&head, render);
-    let _ = respond(&mut s, status, ctype, body.as_bytes(), head_only);
+    match answer {
+        Some(Answer::Reply(r)) => {
+            let _ = respond_with(&mut s, &r);
+        }
+        _ => {
+            let (status, ctype, body, head_only) = route(&head, render);
+            let _ = respond(&mut s, status, ctype, body.as_bytes(), head_only);
+        }
+    }
     slots.answering.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// The request line of a head, when it is one (`METHOD target HTTP/1.x`).
+fn parse_request(head: &str) -> Option<Request<'_>> {
+    let mut parts = head.lines().next()?.split(' ');
+    let (method, target, version) = (parts.next()?, parts.next()?, parts.next()?);
+    if !version.starts_with("HTTP/1.") || method.is_empty() {
+        return None;
+    }
+    Some(Request {
+        method,
+        path: target.split('?').next().unwrap_or(""),
+        head,
+    })
 }
 
 /// Decide the answer for a request head: (status, content type, body, HEAD?).
@@ -198,25 +277,52 @@ fn find_head_end(b: &[u8]) -> Option<usize> {
 fn respond(
     s: &mut TcpStream,
     status: u16,
-    ctype: &str,
+    ctype: &'static str,
     body: &[u8],
     head_only: bool,
 ) -> io::Result<()> {
-    let reason = match status {
+    respond_with(
+        s,
+        &Reply {
+            status,
+            ctype,
+            headers: Vec::new(),
+            body: body.to_vec(),
+            head_only,
+        },
+    )
+}
+
+/// The reason phrase of the status codes this listener answers.
+pub fn reason(status: u16) -> &'static str {
+    match status {
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
         404 => "Not Found",
+        405 => "Method Not Allowed",
         431 => "Request Header Fields Too Large",
         503 => "Service Unavailable",
         _ => "Internal Server Error",
-    };
-    let head = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
+    }
+}
+
+fn respond_with(s: &mut TcpStream, r: &Reply) -> io::Result<()> {
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        r.status,
+        reason(r.status),
+        r.ctype,
+        r.body.len()
     );
+    for h in &r.headers {
+        head.push_str(h);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
     s.write_all(head.as_bytes())?;
-    if !head_only {
-        s.write_all(body)?;
+    if !r.head_only {
+        s.write_all(&r.body)?;
     }
     s.flush()
 }

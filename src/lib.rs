@@ -28,6 +28,7 @@ pub mod sticky;
 pub mod streams;
 pub mod supervisor;
 pub mod util;
+pub mod web;
 
 use std::process::ExitCode;
 

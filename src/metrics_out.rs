@@ -186,24 +186,45 @@ pub fn write(settings: &Settings, snap: &Snapshot) {
     }
 }
 
-/// Serve `/metrics` when `metrics.listen` is set; renders a fresh snapshot per scrape.
+/// Serve `/metrics` when `metrics.listen` is set, renders a fresh snapshot per scrape;
+/// with `[web] enabled` the status page too (`crate::web`). Returns the address bound.
 pub fn serve(
     settings: &Settings,
     registry: Registry,
     info: Arc<Info>,
-) -> Result<(), crate::exit::Error> {
+) -> Result<Option<std::net::SocketAddr>, crate::exit::Error> {
     let Some(listen) = &settings.metrics.listen else {
-        return Ok(());
+        return Ok(None);
     };
     let addr: std::net::SocketAddr = listen.parse().map_err(|_| {
         crate::exit::Error::config(format!("metrics.listen = {listen:?}: expected host:port"))
     })?;
-    crate::metrics::serve(addr, Arc::new(move || render(&snapshot(&registry, &info))))
-        .map(|_| ())
-        .map_err(|e| {
-            crate::exit::Error::general(format!(
-                "cannot listen on {addr} for metrics: {}",
-                crate::util::io_reason(&e)
-            ))
-        })
+    let cannot = |e: std::io::Error| {
+        crate::exit::Error::general(format!(
+            "cannot listen on {addr} for metrics: {}",
+            crate::util::io_reason(&e)
+        ))
+    };
+    let listener = std::net::TcpListener::bind(addr).map_err(cannot)?;
+    let bound = listener.local_addr().map_err(cannot)?;
+    let pages: Option<Arc<dyn crate::http::Pages>> = if settings.web.enabled {
+        let (registry, info) = (registry.clone(), info.clone());
+        let site = crate::web::Site::new(settings, Arc::new(move || snapshot(&registry, &info)))
+            .map_err(|e| {
+                crate::exit::Error::general(format!("cannot start the status page: {e}"))
+            })?;
+        Some(Arc::new(site))
+    } else {
+        None
+    };
+    crate::http::serve_with(
+        listener,
+        Arc::new(move || render(&snapshot(&registry, &info))),
+        pages,
+    )
+    .map_err(cannot)?;
+    if settings.web.enabled {
+        log::info!("status page on http://{bound}/");
+    }
+    Ok(Some(bound))
 }

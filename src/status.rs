@@ -394,6 +394,14 @@ fn name_present(snap: &Snapshot, e: &crate::sticky::Entry) -> bool {
 
 /// The sticky-name mapping (`paths.names_file`, read only) for `status --json`:
 /// `{"file": path, "devices": [...], "warnings": [...]}`.
+/// `status --json` (and the status page's `/api/status`): the snapshot plus the sticky
+/// names view.
+pub fn json(settings: &crate::config::Settings, snap: &Snapshot) -> serde_json::Value {
+    let mut v = serde_json::to_value(snap).unwrap_or_default();
+    v["names"] = names_view(settings, snap);
+    v
+}
+
 pub fn names_view(settings: &crate::config::Settings, snap: &Snapshot) -> serde_json::Value {
     let path = &settings.paths.names_file;
     let (map, warnings) = crate::sticky::read_only(path);

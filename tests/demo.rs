@@ -78,9 +78,28 @@ fn demo_recovers_and_leaves_no_process() {
     };
 
     let until = Instant::now() + Duration::from_secs(60);
+    let started = Instant::now();
+    // RMS readings per stream from the status page's API while the demo runs.
+    let mut rms: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    let mut next_read = started + Duration::from_secs(4);
     let status = loop {
         if guard.state_dir.lock().unwrap().is_none() {
             *guard.state_dir.lock().unwrap() = state_dir_of(&stdout.lock().unwrap());
+        }
+        let page = page_port(&stdout.lock().unwrap());
+        if let (Some(port), true) = (page, Instant::now() >= next_read) {
+            next_read = Instant::now() + Duration::from_millis(700);
+            if started.elapsed() < Duration::from_secs(16) {
+                let (head, body) = common::http_get(port, "/api/status");
+                assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+                let v: serde_json::Value = serde_json::from_str(&body).expect("status JSON");
+                for st in v["streams"].as_array().into_iter().flatten() {
+                    if let Some(db) = st["level"]["rms_db"].as_f64() {
+                        let name = st["name"].as_str().unwrap_or("").to_string();
+                        rms.entry(name).or_default().push(db);
+                    }
+                }
+            }
         }
         if let Some(s) = guard.child.try_wait().expect("wait demo") {
             break s;
@@ -114,6 +133,28 @@ fn demo_recovers_and_leaves_no_process() {
         .and_then(|p| p.parse::<u32>().ok())
         .unwrap_or_else(|| panic!("no recovery line\n{ctx}"));
     assert_ne!(killed, new, "{ctx}");
+    // The page was on, on loopback, and its meters moved: both tones have levels and
+    // their loudness changed between readings.
+    let port = page_port(&out).unwrap_or_else(|| panic!("no status page line\n{ctx}"));
+    assert!(port > 0, "{ctx}");
+    for name in ["demo_tone_a", "demo_tone_b"] {
+        let r = rms.get(name).cloned().unwrap_or_default();
+        assert!(r.len() >= 3, "{name}: too few level readings {r:?}\n{ctx}");
+        let (lo, hi) = r
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(*v), h.max(*v)));
+        assert!(
+            hi - lo >= 3.0,
+            "{name}: the meter does not move: {r:?}\n{ctx}"
+        );
+        assert!(hi < 0.0 && lo > -60.0, "{name}: {r:?}");
+        // The status table's LEVEL column is filled too (it showed `-` before).
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(name) && l.trim_end().ends_with(" dB")),
+            "{name}: no level in the table\n{ctx}"
+        );
+    }
     assert!(out.contains("demo_tone_b"), "{ctx}");
     assert!(
         out.contains("killed by SIGKILL"),
@@ -130,6 +171,15 @@ fn demo_recovers_and_leaves_no_process() {
         "temp dir {} not removed\n{ctx}",
         dir.display()
     );
+}
+
+/// The port of `demo: status page (live level meters) at http://127.0.0.1:PORT/`.
+fn page_port(stdout: &str) -> Option<u16> {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("demo: status page (live level meters) at http://127.0.0.1:"))
+        .and_then(|r| r.trim_end().strip_suffix('/'))
+        .and_then(|p| p.parse().ok())
 }
 
 #[test]

@@ -496,6 +496,9 @@ fn toml_example_documents_every_key_with_its_true_default() {
     assert!(u.mediamtx.username.is_some() && u.mediamtx.password.is_some());
     assert!(u.health.silence_db.is_some());
     assert!(u.metrics.textfile.is_some() && u.metrics.listen.is_some());
+    assert!(u.web.enabled && u.web.username.is_some() && u.web.password.is_some());
+    assert!(u.web.player_url.is_some());
+    assert!(!d.web.enabled, "the page is off by default");
     assert!(u.multiplex.devices.is_some());
     let dev = u.device("garden").expect("[devices.\"garden\"] example");
     assert!(dev.stream.is_some() && dev.alsa_device.is_some() && dev.enabled.is_some());

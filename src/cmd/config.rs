@@ -201,6 +201,12 @@ pub fn settings_json(s: &Settings) -> Value {
             "devices": s.multiplex.devices,
         },
         "metrics": { "textfile": s.metrics.textfile, "listen": s.metrics.listen },
+        "web": {
+            "enabled": s.web.enabled,
+            "username": s.web.username,
+            "password": s.web.password.as_ref().map(|_| "***"),
+            "player_url": s.web.player_url,
+        },
         "logs": { "max_size": s.logs.max_size, "keep": s.logs.keep },
         "recording": {
             "enabled": s.recording.enabled,

@@ -346,15 +346,7 @@ pub fn check(settings: &Settings) -> (Vec<Finding>, Vec<Sample>) {
                 )
             }),
     );
-    if snap.mediamtx.enabled && snap.mediamtx.reachable == Some(false) {
-        let e = snap.mediamtx.error.clone().unwrap_or_default();
-        findings.push(finding(
-            Level::Critical,
-            7,
-            "mediamtx",
-            format!("MediaMTX API not reachable: {e}"),
-        ));
-    }
+    findings.extend(mediamtx_finding(&snap));
     let devices = crate::devices::discover(&settings.paths.proc_asound, &settings.paths.dev_snd);
     if devices.is_empty()
         && settings.mode == crate::cli::Mode::Individual
@@ -369,6 +361,38 @@ pub fn check(settings: &Settings) -> (Vec<Finding>, Vec<Sample>) {
     }
     findings.extend(judge_streams(&snap, settings.monitor.grace));
     (findings, samples)
+}
+
+fn mediamtx_finding(snap: &Snapshot) -> Option<Finding> {
+    if snap.mediamtx.enabled && snap.mediamtx.reachable == Some(false) {
+        let e = snap.mediamtx.error.clone().unwrap_or_default();
+        return Some(finding(
+            Level::Critical,
+            7,
+            "mediamtx",
+            format!("MediaMTX API not reachable: {e}"),
+        ));
+    }
+    None
+}
+
+/// `monitor`'s verdict as far as a snapshot alone tells it (MediaMTX 7, no streams 6,
+/// streams 10), for the status page: the resource samples and the orphan scan read /proc
+/// and wait, so they stay with `monitor` itself (docs/web.md). Returns the exit code it
+/// would give and the findings behind it.
+pub fn snapshot_verdict(snap: &Snapshot, grace: Duration) -> (u8, Vec<String>) {
+    let mut findings: Vec<Finding> = mediamtx_finding(snap).into_iter().collect();
+    if snap.streams.is_empty() {
+        findings.push(finding(
+            Level::Critical,
+            6,
+            "devices",
+            "no USB audio capture devices found".into(),
+        ));
+    }
+    findings.extend(judge_streams(snap, grace));
+    let code = verdict(&findings).code();
+    (code, findings.into_iter().map(|f| f.message).collect())
 }
 
 /// Marked processes (our ffmpeg children and their helpers) the supervisor does not own.

@@ -99,10 +99,8 @@ pub fn detect(settings: &Settings, global: &Global) -> Snapshot {
 pub fn status(global: &Global, json: bool) -> Result<Exit, Error> {
     let settings = Settings::load(global)?;
     let snap = gather_status(&settings, global);
-    let names = status::names_view(&settings, &snap);
     if json {
-        let mut v = serde_json::to_value(&snap).map_err(|e| Error::general(e.to_string()))?;
-        v["names"] = names;
+        let v = status::json(&settings, &snap);
         let text = serde_json::to_string_pretty(&v).map_err(|e| Error::general(e.to_string()))?;
         println!("{text}");
     } else {

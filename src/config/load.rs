@@ -263,6 +263,9 @@ impl Read<'_, '_> {
                     .map_err(|_| "expected host:port, e.g. 127.0.0.1:9899".into())
             })?;
         }
+        if let Some(w) = f.web {
+            self.web(w, s)?;
+        }
         if let Some(l) = f.logs {
             set!(s.logs.max_size, l.max_size.map(|v| v.into_inner().0));
             set!(s.logs.keep, self.uint(l.keep, 1, 100)?.map(|n| n as u32));
@@ -284,6 +287,76 @@ impl Read<'_, '_> {
         }
         Ok(())
     }
+}
+
+impl Read<'_, '_> {
+    /// `[web]`: credentials come in pairs, a page on a non-loopback listener must have
+    /// them (the page would otherwise show every microphone to the network), and the
+    /// page needs the listener it is served on. Runs after `[metrics]` was read.
+    fn web(&self, w: schema::WebT, s: &mut Settings) -> Result<(), Error> {
+        let nonempty = |v: S<Text>, what: &str| -> Result<Option<String>, Error> {
+            match v {
+                Some(t) if t.get_ref().0.is_empty() => {
+                    Err(self.err(t.span(), &format!("expected a non-empty {what}")))
+                }
+                other => Ok(other.map(|t| t.into_inner().0)),
+            }
+        };
+        let user_span = w.username.as_ref().map(|t| t.span());
+        let pass_span = w.password.as_ref().map(|t| t.span());
+        s.web.username = nonempty(w.username, "user name")?;
+        s.web.password = nonempty(w.password, "password")?;
+        match (user_span, pass_span) {
+            (Some(span), None) => {
+                return Err(self.err(span, "web.password is missing (set both or neither)"))
+            }
+            (None, Some(span)) => {
+                return Err(self.err(span, "web.username is missing (set both or neither)"))
+            }
+            (Some(span), Some(_)) if s.web.username.as_deref().is_some_and(|u| u.contains(':')) => {
+                return Err(self.err(span, "a Basic auth user name cannot contain ':'"))
+            }
+            _ => {}
+        }
+        s.web.player_url = self.parsed(w.player_url, check_player_url)?;
+        let Some(enabled) = w.enabled else {
+            return Ok(());
+        };
+        s.web.enabled = enabled.get_ref().0;
+        if !s.web.enabled {
+            return Ok(());
+        }
+        let Some(listen) = &s.metrics.listen else {
+            return Err(self.err(
+                enabled.span(),
+                "the page is served on metrics.listen, which is not set (e.g. listen = \"127.0.0.1:9899\" in [metrics])",
+            ));
+        };
+        let loopback = listen
+            .parse::<std::net::SocketAddr>()
+            .is_ok_and(|a| a.ip().is_loopback());
+        if !loopback && s.web.username.is_none() {
+            return Err(self.err(
+                enabled.span(),
+                &format!(
+                    "metrics.listen = {listen:?} is not a loopback address: set web.username and web.password"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `http(s)://...`; `{stream}` and `{host}` are placeholders the page fills in.
+fn check_player_url(u: &str) -> Result<String, String> {
+    let probe = u.replace("{stream}", "s").replace("{host}", "h");
+    check_url(&probe, true)?;
+    if u.chars()
+        .any(|c| c.is_whitespace() || c == '"' || c == '<' || c == '>')
+    {
+        return Err("a URL cannot contain spaces, quotes or angle brackets".into());
+    }
+    Ok(u.to_string())
 }
 
 /// A recording container: an ffmpeg muxer / file extension name such as `ogg` or `mka`.
@@ -343,10 +416,38 @@ mod tests {
             ("[devices.\"a b\"]\nrecord = 1\n", "/e/m.toml:2:10: devices.\"a b\".record = 1: expected true or false"),
             ("[paths]\nnames_file = \"\"\n", "/e/m.toml:2:14: paths.names_file = \"\": expected a non-empty path"),
             ("[multiplex]\nname = \"--\"\n", "/e/m.toml:2:8: multiplex.name = \"--\": multiplex name has no usable characters"),
+            ("[web]\nenabled = true\n", "/e/m.toml:2:11: web.enabled = true: the page is served on metrics.listen, which is not set (e.g. listen = \"127.0.0.1:9899\" in [metrics])"),
+            ("[metrics]\nlisten = \"0.0.0.0:9899\"\n[web]\nenabled = true\n", "/e/m.toml:4:11: web.enabled = true: metrics.listen = \"0.0.0.0:9899\" is not a loopback address: set web.username and web.password"),
+            ("[web]\nusername = \"op\"\n", "/e/m.toml:2:12: web.username = \"op\": web.password is missing (set both or neither)"),
+            ("[web]\npassword = \"hunter22\"\n", "/e/m.toml:2:12: web.password = ***: web.username is missing (set both or neither)"),
+            ("[web]\nusername = \"a:b\"\npassword = \"x\"\n", "/e/m.toml:2:12: web.username = \"a:b\": a Basic auth user name cannot contain ':'"),
+            ("[web]\nusername = \"a\"\npassword = \"\"\n", "/e/m.toml:3:12: web.password = ***: expected a non-empty password"),
+            ("[web]\nplayer_url = \"ftp://x/{stream}\"\n", "/e/m.toml:2:14: web.player_url = \"ftp://x/{stream}\": expected a URL starting with http://"),
+            ("[web]\nenabled = \"yes\"\n", "/e/m.toml:2:11: web.enabled = \"yes\": expected true or false"),
         ];
         for (text, want) in table {
             assert_eq!(err(text), want, "{text:?}");
         }
+    }
+
+    #[test]
+    fn web_on_loopback_needs_no_password_elsewhere_it_does() {
+        let ok = |t: &str| from_toml(Path::new("/e/m.toml"), t).unwrap().web;
+        let w = ok("[metrics]\nlisten = \"127.0.0.1:9899\"\n[web]\nenabled = true\n");
+        assert!(w.enabled && w.username.is_none());
+        let w = ok("[metrics]\nlisten = \"[::1]:9899\"\n[web]\nenabled = true\n");
+        assert!(w.enabled);
+        let w = ok(
+            "[metrics]\nlisten = \"0.0.0.0:9899\"\n[web]\nenabled = true\n\
+                    username = \"op\"\npassword = \"s3cret\"\n\
+                    player_url = \"http://{host}:8889/{stream}\"\n",
+        );
+        assert_eq!(w.password.as_deref(), Some("s3cret"));
+        assert_eq!(w.player_url.as_deref(), Some("http://{host}:8889/{stream}"));
+        assert!(!format!("{w:?}").contains("s3cret"));
+        // Off: the listener may be anywhere (only /metrics is served there).
+        let w = ok("[metrics]\nlisten = \"0.0.0.0:9899\"\n[web]\nenabled = false\n");
+        assert!(!w.enabled);
     }
 
     #[test]

@@ -140,6 +140,29 @@ pub struct Metrics {
     pub listen: Option<String>,
 }
 
+/// `[web]`: the read-only status page on `metrics.listen` (docs/web.md). `Debug` is
+/// written by hand so that no log line or panic message can print the password.
+#[derive(Clone, Default, PartialEq)]
+pub struct Web {
+    pub enabled: bool,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// A "listen" link per stream; `{stream}` and `{host}` are filled in by the page.
+    pub player_url: Option<String>,
+}
+
+impl std::fmt::Debug for Web {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hide = |v: &Option<String>| v.as_ref().map(|_| "***");
+        f.debug_struct("Web")
+            .field("enabled", &self.enabled)
+            .field("username", &hide(&self.username))
+            .field("password", &hide(&self.password))
+            .field("player_url", &self.player_url)
+            .finish()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Logs {
     pub max_size: u64,
@@ -262,6 +285,7 @@ pub struct Settings {
     pub devices: BTreeMap<String, DeviceOverride>,
     pub multiplex: Multiplex,
     pub metrics: Metrics,
+    pub web: Web,
     pub logs: Logs,
     pub recording: Recording,
     /// Unknown keys seen while reading the file (printed as warnings).
@@ -338,6 +362,7 @@ impl Default for Settings {
                 devices: None,
             },
             metrics: Metrics::default(),
+            web: Web::default(),
             logs: Logs {
                 max_size: 10 * 1024 * 1024,
                 keep: 3,

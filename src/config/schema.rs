@@ -31,6 +31,7 @@ pub struct FileDoc {
     pub devices: Option<BTreeMap<String, DeviceT>>,
     pub multiplex: Option<MultiplexT>,
     pub metrics: Option<MetricsT>,
+    pub web: Option<WebT>,
     pub logs: Option<LogsT>,
     pub recording: Option<RecordingT>,
 }
@@ -154,6 +155,15 @@ pub struct MetricsT {
 }
 
 #[derive(Deserialize)]
+#[serde(expecting = "a table [web]")]
+pub struct WebT {
+    pub enabled: S<Flag>,
+    pub username: S<Text>,
+    pub password: S<Text>,
+    pub player_url: S<Text>,
+}
+
+#[derive(Deserialize)]
 #[serde(expecting = "a table [logs]")]
 pub struct LogsT {
     pub max_size: S<Size>,
@@ -260,6 +270,7 @@ pub const SECTIONS: &[(&str, &[&str])] = &[
     ("devices", &[]),
     ("multiplex", &["name", "filter", "devices"]),
     ("metrics", &["textfile", "listen"]),
+    ("web", &["enabled", "username", "password", "player_url"]),
     ("logs", &["max_size", "keep"]),
     (
         "recording",

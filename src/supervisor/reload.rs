@@ -100,6 +100,10 @@ impl Supervisor {
             ));
             new.metrics.listen = old.metrics.listen.clone();
         }
+        if new.web != old.web {
+            fixed.push("the [web] settings".into());
+            new.web = old.web.clone();
+        }
         let warnings: Vec<String> = fixed
             .iter()
             .map(|f| format!("reload: cannot change while running, keeps {f} until the next start"))

@@ -24,9 +24,11 @@ pub fn require_ffmpeg() -> PathBuf {
     }
 }
 
+pub mod browser;
 pub mod exposition;
 pub mod fake_host;
 pub mod mediamtx_mock;
+pub mod rtsp_sink;
 pub mod sup;
 
 /// Is this a CI run (`CI=true`, as .ci/run is started)? There a missing tool is a failure.

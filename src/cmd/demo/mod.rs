@@ -22,7 +22,7 @@ use crate::cli::Global;
 use crate::config::params::Codec;
 use crate::config::{fmt_duration, Settings};
 use crate::exit::{Error, Exit};
-use crate::ffmpeg::argv::{self, Input, InputSpec, Output};
+use crate::ffmpeg::argv::{self, Extras, Input, InputSpec, Output};
 use crate::lock::InstanceLock;
 use crate::status::{DeviceView, StreamStatus};
 use crate::supervisor::source::{self, StreamSource};
@@ -86,6 +86,14 @@ pub fn run(global: &Global, duration: Option<Duration>) -> Result<Exit, Error> {
     );
     // Signal handling first: a Ctrl-C from here on is a graceful stop.
     supervisor.prepare()?;
+    // The status page on a free loopback port (`metrics.listen = 127.0.0.1:0`).
+    if let Some(addr) =
+        crate::metrics_out::serve(&settings, supervisor.registry(), supervisor.info())?
+    {
+        say(&format!(
+            "demo: status page (live level meters) at http://{addr}/"
+        ));
+    }
     let mut receivers = Receivers::start(&settings, &tones);
     receivers.wait_listening(LISTEN_WAIT);
     supervisor.launch();
@@ -146,16 +154,30 @@ pub fn settings(root: &Path, ffmpeg: PathBuf, tones: &[Tone]) -> Settings {
     s.health.stall_timeout = Duration::from_secs(5);
     s.health.start_timeout = Duration::from_secs(10);
     s.stop.grace = Duration::from_secs(2);
+    // The status page, on loopback only; the kernel picks the port.
+    s.metrics.listen = Some("127.0.0.1:0".into());
+    s.web.enabled = true;
     s
+}
+
+/// A sine at `freq_hz` whose loudness swells and fades (between about -12 and -35 dBFS
+/// RMS) every `swell_s` seconds, so the level meters visibly move.
+pub fn swelling_tone(freq_hz: u32, swell_s: u32) -> Input {
+    Input::Lavfi {
+        graph: format!(
+            "aevalsrc=exprs=0.35*(0.51+0.49*sin(2*PI*t/{swell_s}))*sin(2*PI*{freq_hz}*t):s={SAMPLE_RATE}"
+        ),
+    }
 }
 
 /// The stream configs for the tones: lavfi input, Opus, one receiver URL each.
 pub fn stream_configs(settings: &Settings, tones: &[Tone]) -> Vec<StreamConfig> {
     tones
         .iter()
-        .map(|t| {
+        .enumerate()
+        .map(|(i, t)| {
             let input = InputSpec {
-                input: Input::tone(t.freq_hz, SAMPLE_RATE, 1),
+                input: swelling_tone(t.freq_hz, 6 + 3 * i as u32),
                 sample_rate: SAMPLE_RATE,
                 channels: 1,
                 thread_queue: 512,
@@ -165,7 +187,13 @@ pub fn stream_configs(settings: &Settings, tones: &[Tone]) -> Vec<StreamConfig> 
                 bitrate: "64k".into(),
                 url: t.url(),
             };
-            let args = argv::individual(&input, &out, None);
+            // Levels as in production (`health.levels`): without the astats branch the
+            // LEVEL column and the page's meters had nothing to show.
+            let x = Extras {
+                levels: settings.health.levels,
+                ..Extras::default()
+            };
+            let args = argv::individual_with(&input, &out, &x);
             source::stream_config(
                 settings,
                 &t.name,

@@ -35,10 +35,14 @@ fn configs_use_one_receiver_url_per_stream() {
             .any(|a| a.contains(&format!("2*PI*{freq}*t"))));
         assert!(cfg.child.args.windows(2).any(|w| w == ["-f", "lavfi"]));
         assert!(cfg.child.args.windows(2).any(|w| w == ["-c:a", "libopus"]));
+        // Levels on, as in production: the LEVEL column and the page's meters need them.
+        assert!(cfg.child.args.iter().any(|a| a.contains("astats")));
         assert_eq!(cfg.state_dir, Path::new("/tmp/d"));
         assert_eq!(cfg.log_path, Path::new(&format!("/tmp/d/logs/{name}.log")));
     }
     assert!(!s.mediamtx.api);
+    assert!(s.web.enabled);
+    assert_eq!(s.metrics.listen.as_deref(), Some("127.0.0.1:0"));
 }
 
 #[test]

@@ -14,6 +14,8 @@ impl Scrub {
         let mut lits: Vec<String> = Vec::new();
         lits.extend(s.mediamtx.password.clone());
         lits.extend(s.mediamtx.username.clone());
+        lits.extend(s.web.password.clone());
+        lits.extend(s.web.username.clone());
         for url in [&s.mediamtx.rtsp_url, &s.mediamtx.api_url] {
             if let Some(info) = userinfo(url) {
                 for part in info.split(':') {
