@@ -315,8 +315,19 @@ fn unwritable_recording_dir_streams_anyway_and_is_reported() {
     assert!(text.contains("ERROR: cannot create"), "{text}");
     let a = rx.wait_audio(Duration::from_secs(20));
     assert!(a.seconds() >= 7.5 && a.mean_db > -30.0, "{a:?}");
+    no_restart_but_the_receivers_end(&s);
+}
+
+/// The receiver exits after its seconds of audio, and the child then loses its RTSP
+/// connection; on a loaded box the wrapper may already have restarted it by the time we
+/// look. Any restart must be that one, never one for recording's sake.
+fn no_restart_but_the_receivers_end(s: &Sup) {
     let v = s.stream("garden").unwrap();
-    assert_eq!(v["restarts"], 0, "no restart for recording: {v}");
+    let reason = v["last_exit"]["reason"].as_str().unwrap_or("");
+    assert!(
+        v["restarts"] == 0 || (v["restarts"] == 1 && reason.starts_with("RTSP connection lost")),
+        "no restart for recording: {v}"
+    );
 }
 
 #[test]
@@ -354,8 +365,7 @@ fn recording_failing_mid_run_keeps_streaming_and_is_reported() {
         a.seconds() >= 7.5 && a.mean_db > -30.0,
         "streaming went on: {a:?}"
     );
-    let v = s.stream("garden").unwrap();
-    assert_eq!(v["restarts"], 0, "{v}");
+    no_restart_but_the_receivers_end(&s);
 }
 
 #[test]
