@@ -159,6 +159,7 @@ impl Read<'_, '_> {
             s.mediamtx.password = self.text(m.password);
             set!(s.mediamtx.poll, self.dur(m.poll));
             set!(s.mediamtx.timeout, self.dur(m.timeout));
+            set!(s.mediamtx.rtsp_timeout, self.dur(m.rtsp_timeout));
         }
         if let Some(t) = f.startup {
             set!(s.startup.device_wait, self.dur(t.device_wait));

@@ -59,7 +59,14 @@ pub struct Extras {
     pub levels: bool,
     /// The tee slave that writes segments (`recording::Plan::tee_leg`).
     pub record: Option<String>,
+    /// Bound on each wait on the RTSP server (`-timeout`: connect, every handshake reply,
+    /// every write); `None`: ffmpeg's default, which waits forever (docs/ffmpeg.md).
+    pub rtsp_timeout: Option<Duration>,
 }
+
+/// Packets the RTSP leg's fifo holds before it drops (about 2 s of opus, aac or mp3):
+/// a server that stops reading costs the RTSP leg only, never capture or recording.
+pub const RTSP_FIFO_PACKETS: u32 = 100;
 
 impl Extras {
     pub fn silence(silence: Option<&Silence>) -> Extras {
@@ -256,31 +263,47 @@ fn push_codec(a: &mut Vec<String>, out: &Output, rate: u32, channels: u32) {
     }
 }
 
-/// Plain RTSP, or with recording the tee muxer: RTSP leg with `onfail=ignore` (a dead
-/// server ends publishing, not capture; ffmpeg 5.1 keeps running and writing progress)
-/// and the segment leg.
+/// Plain RTSP, or with recording the tee muxer: the RTSP leg runs behind a fifo (its own
+/// thread: the handshake and every write happen there, packets are dropped when it falls
+/// behind) with `onfail=ignore` (a dead server ends publishing, not capture; ffmpeg 5.1
+/// keeps running and writing progress), and the segment leg.
 fn push_outputs(a: &mut Vec<String>, out: &Output, x: &Extras) {
     match &x.record {
-        None => push_rtsp(a, out),
-        Some(leg) => a.extend([
-            "-f".into(),
-            "tee".into(),
-            format!(
-                "[f=rtsp:rtsp_transport=tcp:onfail=ignore]{}|{leg}",
-                out.url.replace('\\', "\\\\").replace('|', "\\|")
-            ),
-        ]),
+        None => push_rtsp(a, out, x.rtsp_timeout),
+        Some(leg) => {
+            let timeout = x
+                .rtsp_timeout
+                .map(|t| format!("timeout={}:", timeout_us(t)))
+                .unwrap_or_default();
+            a.extend([
+                "-f".into(),
+                "tee".into(),
+                format!(
+                    "[f=rtsp:rtsp_transport=tcp:{timeout}onfail=ignore:use_fifo=1:\
+                     fifo_options=drop_pkts_on_overflow=1\\\\:queue_size={RTSP_FIFO_PACKETS}]{}|{leg}",
+                    out.url.replace('\\', "\\\\").replace('|', "\\|")
+                ),
+            ])
+        }
     }
 }
 
-fn push_rtsp(a: &mut Vec<String>, out: &Output) {
+/// ffmpeg's `-timeout` is in microseconds; 0 would mean "wait forever".
+fn timeout_us(t: Duration) -> u128 {
+    t.as_micros().max(1000)
+}
+
+fn push_rtsp(a: &mut Vec<String>, out: &Output, timeout: Option<Duration>) {
     a.extend([
         "-f".into(),
         "rtsp".into(),
         "-rtsp_transport".into(),
         "tcp".into(),
-        out.url.clone(),
     ]);
+    if let Some(t) = timeout {
+        a.extend(["-timeout".into(), timeout_us(t).to_string()]);
+    }
+    a.push(out.url.clone());
 }
 
 #[cfg(test)]
@@ -484,6 +507,7 @@ mod tests {
             silence: None,
             levels: true,
             record: Some("[f=segment]/r/mic-%Y.ogg".into()),
+            rtsp_timeout: Some(Duration::from_millis(2500)),
         };
         let got = individual_with(&alsa("default", 44100, 2), &out(Codec::Opus), &x);
         let want = words(&format!(
@@ -493,9 +517,24 @@ mod tests {
              ametadata=mode=print:file=pipe\\\\:2:direct=1,anullsink;[msm_a]\
              aresample=async=1:first_pts=0 -map 0:a -c:a libopus -b:a 128k -application audio \
              -ar 48000 -f tee \
-             [f=rtsp:rtsp_transport=tcp:onfail=ignore]rtsp://127.0.0.1:8554/mic|[f=segment]/r/mic-%Y.ogg"
+             [f=rtsp:rtsp_transport=tcp:timeout=2500000:onfail=ignore:use_fifo=1:\
+             fifo_options=drop_pkts_on_overflow=1\\\\:queue_size=100]rtsp://127.0.0.1:8554/mic|\
+             [f=segment]/r/mic-%Y.ogg"
         ));
         assert_eq!(got, want);
+        // Publishing alone: the RTSP muxer's own socket timeout.
+        let plain = individual_with(
+            &alsa("d", 48000, 2),
+            &out(Codec::Aac),
+            &Extras {
+                rtsp_timeout: Some(Duration::from_secs(5)),
+                ..Extras::default()
+            },
+        );
+        assert_eq!(
+            plain[plain.len() - 7..],
+            words("-f rtsp -rtsp_transport tcp -timeout 5000000 rtsp://127.0.0.1:8554/mic")
+        );
         let m = multiplex_with(
             &[alsa("a", 48000, 1), alsa("b", 48000, 1)],
             Filter::Amix,

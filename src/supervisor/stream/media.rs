@@ -16,6 +16,11 @@ pub(super) struct MediaRun {
     /// Since when our RTSP leg is down.
     pub(super) rtsp_down: Option<Instant>,
     pub(super) next_probe: Instant,
+    /// An RTSP probe is on its way (its answer comes as `Msg::Probe`).
+    pub(super) probing: bool,
+    /// By then the RTSP leg has either failed or completed its handshake (each wait in it
+    /// is bounded by `mediamtx.rtsp_timeout`): the stream's first verdict for `start`.
+    pub(super) verdict_at: Instant,
     pub(super) next_sweep: Instant,
 }
 
@@ -29,12 +34,16 @@ impl Wrapper {
             rec_error: None,
             rtsp_down: None,
             next_probe: now,
+            probing: false,
+            verdict_at: now,
             next_sweep: now + Duration::from_secs(1),
         };
+        self.with(|s| s.publish_error = None);
         let Some(r) = self.cfg.recording.clone() else {
             self.with(|s| s.recording = None);
             return (self.cfg.child.clone(), m);
         };
+        m.verdict_at = now + r.probe_timeout + Duration::from_millis(500);
         let spec = match recording::check_writable(&r.plan.dir) {
             Ok(()) => {
                 wait_for_fresh_name(&r.plan);
@@ -74,9 +83,15 @@ impl Wrapper {
                 m.next_probe = now + self.probe_interval();
                 self.with(|s| {
                     s.publishing = false;
+                    s.publish_error = Some(why);
+                    if s.state == super::State::Running {
+                        s.settled = true;
+                    }
                     s.touch();
                 });
             }
+            // A stalled leg (fifo full) that then times out: the later words are sharper.
+            0 => self.with(|s| s.publish_error = Some(why)),
             1 => {
                 let e = format!("recording stopped: {why}");
                 log::warn!("{name}: {e}; streaming continues");
@@ -115,17 +130,51 @@ impl Wrapper {
                 s.touch();
             });
         }
-        if m.rtsp_down.is_some() && m.rec_alive && now >= m.next_probe {
-            m.next_probe = now + self.probe_interval();
-            let addr = r.rtsp_addr.as_deref()?;
-            if reachable(addr) {
-                self.restore_attempts = self.restore_attempts.saturating_add(1);
-                return Some(format!(
-                    "publishing restore: {addr} answers again (restart at once, recording gap measured)"
-                ));
-            }
+        if now >= m.verdict_at {
+            self.with(|s| {
+                if s.state == super::State::Running {
+                    s.settled = true;
+                }
+            });
+        }
+        if m.rtsp_down.is_some() && m.rec_alive && !m.probing && now >= m.next_probe {
+            let addr = r.rtsp_addr.clone()?;
+            m.probing = true;
+            let (tx, gen, path) = (self.tx.clone(), self.generation, self.cfg.name.clone());
+            let deadline = r.probe_timeout;
+            super::readers::spawn_named(format!("{}-probe", self.cfg.name), move || {
+                let res = crate::rtsp::probe(&addr, &path, deadline)
+                    .map(|a| format!("{addr} answers RTSP again ({})", a.status));
+                let _ = tx.send(super::Msg::Probe(gen, res));
+            });
         }
         None
+    }
+
+    /// The probe's answer. `Some(reason)`: the server answers RTSP, restart now to publish.
+    pub(super) fn probe_done(
+        &mut self,
+        m: &mut MediaRun,
+        now: Instant,
+        res: Result<String, String>,
+    ) -> Option<String> {
+        m.probing = false;
+        m.next_probe = now + self.probe_interval();
+        if m.rtsp_down.is_none() || !m.rec_alive {
+            return None;
+        }
+        match res {
+            Ok(what) => {
+                self.restore_attempts = self.restore_attempts.saturating_add(1);
+                Some(format!(
+                    "publishing restore: {what} (restart at once, recording gap measured)"
+                ))
+            }
+            Err(why) => {
+                log::debug!("{}: RTSP probe: {why}", self.cfg.name);
+                None
+            }
+        }
     }
 
     /// First progress after a restore: audio started `out_time` ago; the gap is from the
@@ -169,15 +218,4 @@ pub(super) fn wait_for_fresh_name(plan: &recording::Plan) {
     {
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// Whether a TCP connection to `addr` opens within 500 ms.
-fn reachable(addr: &str) -> bool {
-    use std::net::ToSocketAddrs;
-    let Ok(addrs) = addr.to_socket_addrs() else {
-        return false;
-    };
-    addrs
-        .take(2)
-        .any(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_millis(500)).is_ok())
 }
