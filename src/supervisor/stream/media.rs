@@ -16,8 +16,12 @@ pub(super) struct MediaRun {
     /// Since when our RTSP leg is down.
     pub(super) rtsp_down: Option<Instant>,
     pub(super) next_probe: Instant,
-    /// An RTSP probe is on its way (its answer comes as `Msg::Probe`).
-    pub(super) probing: bool,
+    /// RTSP probes on their way (answers come as `Msg::Probe`). Probes start every probe
+    /// interval even while an earlier one still waits out its deadline, so a server that
+    /// comes back is seen within an interval, not an interval plus a deadline.
+    pub(super) probing: u32,
+    /// A probe found the server: the restore restart is under way.
+    pub(super) restoring: bool,
     /// By then the RTSP leg has either failed or completed its handshake (each wait in it
     /// is bounded by `mediamtx.rtsp_timeout`): the stream's first verdict for `start`.
     pub(super) verdict_at: Instant,
@@ -34,7 +38,8 @@ impl Wrapper {
             rec_error: None,
             rtsp_down: None,
             next_probe: now,
-            probing: false,
+            probing: 0,
+            restoring: false,
             verdict_at: now,
             next_sweep: now + Duration::from_secs(1),
         };
@@ -137,9 +142,10 @@ impl Wrapper {
                 }
             });
         }
-        if m.rtsp_down.is_some() && m.rec_alive && !m.probing && now >= m.next_probe {
+        if m.rtsp_down.is_some() && m.rec_alive && m.probing < MAX_PROBES && now >= m.next_probe {
             let addr = r.rtsp_addr.clone()?;
-            m.probing = true;
+            m.probing += 1;
+            m.next_probe = now + self.probe_interval();
             let (tx, gen, path) = (self.tx.clone(), self.generation, self.cfg.name.clone());
             let deadline = r.probe_timeout;
             super::readers::spawn_named(format!("{}-probe", self.cfg.name), move || {
@@ -158,13 +164,17 @@ impl Wrapper {
         now: Instant,
         res: Result<String, String>,
     ) -> Option<String> {
-        m.probing = false;
-        m.next_probe = now + self.probe_interval();
-        if m.rtsp_down.is_none() || !m.rec_alive {
+        m.probing = m.probing.saturating_sub(1);
+        if m.rtsp_down.is_none() || !m.rec_alive || m.restoring {
             return None;
+        }
+        if m.probing == 0 && now >= m.next_probe {
+            // The last probe waited out its deadline: the next one is due already.
+            m.next_probe = now;
         }
         match res {
             Ok(what) => {
+                m.restoring = true;
                 self.restore_attempts = self.restore_attempts.saturating_add(1);
                 Some(format!(
                     "publishing restore: {what} (restart at once, recording gap measured)"
@@ -197,6 +207,9 @@ impl Wrapper {
         });
     }
 }
+
+/// Probes in flight at most (each ends by its deadline, `mediamtx.rtsp_timeout`).
+const MAX_PROBES: u32 = 4;
 
 /// Segment names have one-second resolution: a child started in the same second as the
 /// newest segment would overwrite it, so wait for the next second (at most ~1 s).
