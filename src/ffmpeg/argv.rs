@@ -90,7 +90,7 @@ pub fn individual_with(input: &InputSpec, out: &Output, x: &Extras) -> Vec<Strin
     let mut a = head();
     push_input(&mut a, input);
     a.push("-af".into());
-    a.push(filter_chain(x, input.sample_rate));
+    a.push(filter_chain(x, input.sample_rate, out.codec));
     if x.record.is_some() {
         // The tee muxer has no default codecs, so ffmpeg picks no stream unless told.
         a.extend(["-map".into(), "0:a".into()]);
@@ -135,11 +135,14 @@ pub fn multiplex_with(
         // The tee muxer has no default codecs: map the mix by label.
         a.push(format!(
             "{labels}{mixer},{}[msm_out]",
-            filter_chain(x, rate)
+            filter_chain(x, rate, out.codec)
         ));
         a.extend(["-map".into(), "[msm_out]".into()]);
     } else {
-        a.push(format!("{labels}{mixer},{}", filter_chain(x, rate)));
+        a.push(format!(
+            "{labels}{mixer},{}",
+            filter_chain(x, rate, out.codec)
+        ));
     }
     let channels = match filter {
         Filter::Amix => 2,
@@ -216,7 +219,11 @@ fn push_input(a: &mut Vec<String>, i: &InputSpec) {
 /// stderr, where the reader takes them out of the log. It splits off before `aresample`,
 /// so it measures what the device delivered, not silence aresample pads in for a slow
 /// clock, and before silencedetect, so its prints never repeat silence keys.
-fn filter_chain(x: &Extras, rate: u32) -> String {
+///
+/// PCM with recording: the pcm encoder takes frames as they come, and after `aresample`
+/// that can be one sample per packet; the RTSP leg's fifo counts packets, so PCM is cut
+/// into 20 ms packets (`asetnsamples`) like the other codecs' frames.
+fn filter_chain(x: &Extras, rate: u32, codec: Codec) -> String {
     let mut f = String::new();
     if x.levels {
         f.push_str(&format!(
@@ -234,6 +241,9 @@ fn filter_chain(x: &Extras, rate: u32) -> String {
             s.db,
             s.duration.as_secs_f64()
         ));
+    }
+    if x.record.is_some() && codec == Codec::Pcm {
+        f.push_str(&format!(",asetnsamples=n={}:p=0", (rate / 50).max(1)));
     }
     f
 }
@@ -522,6 +532,14 @@ mod tests {
              [f=segment]/r/mic-%Y.ogg"
         ));
         assert_eq!(got, want);
+        // PCM through the fifo comes in 20 ms packets.
+        let pcm = individual_with(&alsa("d", 44100, 2), &out(Codec::Pcm), &x);
+        let i = pcm.iter().position(|a| a == "-af").unwrap();
+        assert!(
+            pcm[i + 1].ends_with(",asetnsamples=n=882:p=0"),
+            "{}",
+            pcm[i + 1]
+        );
         // Publishing alone: the RTSP muxer's own socket timeout.
         let plain = individual_with(
             &alsa("d", 48000, 2),
