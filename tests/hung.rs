@@ -93,11 +93,12 @@ fn garden(s: &Sup) -> serde_json::Value {
 
 /// Watch the stream for `secs`: it stays `running` with the same pid, not publishing,
 /// no failure counted, and its output time keeps advancing (the segment leg is never
-/// blocked: no pause over 1 s between looks 250 ms apart).
-fn hold_recording(s: &Sup, secs: f64, pid: u64, why: &str) {
+/// blocked: no pause over 1 s between looks 250 ms apart). Returns the longest pause seen.
+fn hold_recording(s: &Sup, secs: f64, pid: u64, why: &str) -> f64 {
     let start = Instant::now();
     let mut last_out = -1.0f64;
     let mut last_advance = Instant::now();
+    let mut worst = 0.0f64;
     while start.elapsed().as_secs_f64() < secs {
         let v = garden(s);
         assert_eq!(v["pid"].as_u64(), Some(pid), "child replaced: {v}");
@@ -114,12 +115,14 @@ fn hold_recording(s: &Sup, secs: f64, pid: u64, why: &str) {
             last_out = out;
             last_advance = Instant::now();
         }
+        worst = worst.max(last_advance.elapsed().as_secs_f64());
         assert!(
             last_advance.elapsed() < Duration::from_millis(1500),
             "output stalled at {out}s: {v}"
         );
         std::thread::sleep(Duration::from_millis(250));
     }
+    worst
 }
 
 /// Wait (≤ 5 s) until a publisher's session through `front` is recording after `since`
@@ -173,7 +176,8 @@ fn a_hung_from_start_records_at_once() {
         t0.elapsed().as_secs_f64()
     );
     let pid = garden(&s)["pid"].as_u64().expect("pid");
-    hold_recording(&s, 12.0, pid, "RTSP server not answering");
+    let worst = hold_recording(&s, 12.0, pid, "RTSP server not answering");
+    eprintln!("(a) longest output pause while hung: {worst:.2}s");
     let segs = segments(&seg_dir);
     assert!(segs.len() >= 10, "{segs:?}");
     check_tone(&segs);
@@ -270,7 +274,8 @@ fn c_hung_server_comes_back() {
         v["publishing"] == false && v["recording"]["files"].as_u64() >= Some(2)
     });
     let pid = garden(&s)["pid"].as_u64().unwrap();
-    hold_recording(&s, 3.0, pid, "RTSP server not answering");
+    let worst = hold_recording(&s, 3.0, pid, "RTSP server not answering");
+    eprintln!("(c) longest output pause while hung: {worst:.2}s");
     let rx = Receiver::start_for(&sub(&s, "rx"), "garden", 30.0);
     front.set(Mode::Forward(rx.port()));
     let took = publishing_again(&s, &front, &rx, Instant::now());
@@ -289,7 +294,8 @@ fn c_hung_server_comes_back() {
     check_tone(&segments(&seg_dir));
 }
 
-/// (d) A connect that never completes (the listener's accept queue is full): as (a).
+/// (d) A connect that never completes (the listener's accept queue is full): as (a);
+/// then a server answers on that address: as (c).
 #[test]
 fn d_connect_never_completes() {
     common::require_ffmpeg();
@@ -306,7 +312,23 @@ fn d_connect_never_completes() {
         garden(s)["publishing"] == false
     });
     let pid = garden(&s)["pid"].as_u64().unwrap();
-    hold_recording(&s, 8.0, pid, "RTSP server not answering");
+    let worst = hold_recording(&s, 8.0, pid, "RTSP server not answering");
+    eprintln!("(d) longest output pause while unreachable: {worst:.2}s");
+    // The address starts answering (a server on the same port).
+    let port = bl.port;
+    drop(bl);
+    let rx = Receiver::start_for(&sub(&s, "rx"), "garden", 30.0);
+    let front = Front::start_on(port, Mode::Forward(rx.port()));
+    let took = publishing_again(&s, &front, &rx, Instant::now());
+    s.wait_for("gap measured", Duration::from_secs(5), |s| {
+        garden(s)["recording"]["last_gap_s"].is_number()
+    });
+    let v = garden(&s);
+    let gap = v["recording"]["last_gap_s"].as_f64().unwrap();
+    eprintln!("(d) publishing again {took:.2}s after the server answers; recording gap {gap:.2}s");
+    assert!(gap <= 1.0, "{v}");
+    assert_eq!(v["consecutive_failures"], 0, "{v}");
+    std::thread::sleep(Duration::from_millis(1500));
     check_tone(&segments(&seg_dir));
 }
 

@@ -44,7 +44,12 @@ pub struct Front {
 
 impl Front {
     pub fn start(mode: Mode) -> Front {
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind front");
+        Front::start_on(0, mode)
+    }
+
+    /// On a given port (0: any free one).
+    pub fn start_on(port: u16, mode: Mode) -> Front {
+        let l = TcpListener::bind(("127.0.0.1", port)).expect("bind front");
         let port = l.local_addr().unwrap().port();
         l.set_nonblocking(true).unwrap();
         let mode = Arc::new(Mutex::new(mode));
