@@ -57,8 +57,9 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Every finished segment (all but the newest, which is being written) decodes and holds
-/// the tone; a full one is a second long (the last one of a child that was restarted is
-/// shorter), and most are full.
+/// the tone (RMS about -24 dB; silence is below -60); a full one is a second long. The
+/// segments around a restart are shorter (the old child's last, the new child's first:
+/// a few ms at times, too short to judge a level on), and most are full.
 fn check_tone(segs: &[PathBuf]) {
     assert!(segs.len() >= 2, "no finished segment: {segs:?}");
     let finished = &segs[..segs.len() - 1];
@@ -66,8 +67,13 @@ fn check_tone(segs: &[PathBuf]) {
     for p in finished {
         let a = rtsp::decode(p).unwrap_or_else(|| panic!("{} does not decode", p.display()));
         assert!(
-            a.seconds() > 0.01 && a.seconds() < 1.3 && a.mean_db > -30.0,
+            a.seconds() > 0.0 && a.seconds() < 1.3,
             "{}: {a:?}",
+            p.display()
+        );
+        assert!(
+            a.seconds() < 0.2 || a.mean_db > -40.0,
+            "no tone in {}: {a:?}",
             p.display()
         );
         if a.seconds() > 0.85 {
@@ -236,7 +242,7 @@ fn b_c_server_stops_reading_then_comes_back() {
     let before = segments(&seg_dir).len();
     hold_recording(&s, 5.0, pid, "RTSP server not answering");
     let during = segments(&seg_dir);
-    assert!(during.len() >= before + 4, "{during:?}");
+    assert!(during.len() >= before + 3, "{during:?}");
     check_tone(&during);
     drop(rx1);
     // (c) The server answers again, with a fresh receiver.
