@@ -40,6 +40,7 @@ pub struct Front {
     pub port: u16,
     mode: Arc<Mutex<Mode>>,
     sh: Arc<Shared>,
+    accept: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Front {
@@ -55,7 +56,7 @@ impl Front {
         let mode = Arc::new(Mutex::new(mode));
         let sh = Arc::new(Shared::default());
         let (m, s) = (mode.clone(), sh.clone());
-        std::thread::spawn(move || {
+        let accept = std::thread::spawn(move || {
             while !s.stop.load(Ordering::SeqCst) {
                 match l.accept() {
                     Ok((c, _)) => {
@@ -68,7 +69,12 @@ impl Front {
                 }
             }
         });
-        Front { port, mode, sh }
+        Front {
+            port,
+            mode,
+            sh,
+            accept: Some(accept),
+        }
     }
 
     pub fn url(&self) -> String {
@@ -122,6 +128,11 @@ impl Drop for Front {
         self.sh.stop.store(true, Ordering::SeqCst);
         for c in self.sh.held.lock().unwrap().drain(..) {
             let _ = c.shutdown(Shutdown::Both);
+        }
+        // The listener closes with its thread: afterwards the port refuses, and can be
+        // bound again.
+        if let Some(h) = self.accept.take() {
+            let _ = h.join();
         }
     }
 }

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# benches/hung.sh [RUNS]: the hung-RTSP-server figures in docs/recording.md. Runs the
+# sequences of tests/hung.rs one at a time, RUNS times each (default 5), with real ffmpeg
+# and the virtual microphone, and prints per sequence the audio missing (the recording
+# gap at the switch, `recording.last_gap_s`, plus the longest pause of the output while
+# the server hung) and the time from the server answering again to the supervisor's
+# publisher sending RECORD, with the median. Reports only; never passes or fails on time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-5}
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+cargo test --test hung --no-run >/dev/null 2>&1
+for t in a_hung_from_start c_hung_server_comes_back b_c_server_stops_reading d_connect_never; do
+    for ((i = 1; i <= runs; i++)); do
+        cargo test --test hung -- "$t" --nocapture --test-threads 1 2>&1 |
+            grep -E '^\((a|b|c|d)\)' >>"$out" || echo "run $i of $t failed" >&2
+    done
+done
+median() { sort -g | awk '{v[NR]=$1} END {if (NR) print v[int((NR+1)/2)]; else print "-"}'; }
+echo "runs: $runs"
+for key in '(a) longest output pause' '(c) longest output pause' '(d) longest output pause'; do
+    vals=$(grep -F "$key" "$out" | sed -E 's/.*: ([0-9.]+)s$/\1/')
+    echo "$key: $(echo $vals) median $(echo "$vals" | median)"
+done
+for key in '(c) after (a)' '(c) after (b)' '(d) publishing again'; do
+    pub=$(grep -F "$key" "$out" | sed -E 's/.*again ([0-9.]+)s after.*/\1/')
+    gap=$(grep -F "$key" "$out" | sed -E 's/.*gap ([0-9.]+)s$/\1/')
+    echo "$key: publish again $(echo $pub) median $(echo "$pub" | median); gap $(echo $gap) median $(echo "$gap" | median)"
+done
+grep -F '(b) RTSP leg given up' "$out" | sed -E 's/.*up ([0-9.]+)s.*/\1/' |
+    { vals=$(cat); echo "(b) leg given up after stop-reading: $(echo $vals) median $(echo "$vals" | median)"; }
