@@ -9,11 +9,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
 out=$(mktemp)
-trap 'rm -f "$out"' EXIT
-cargo test --test hung --no-run >/dev/null 2>&1
+# Run copies of the test binary and of the product, so a rebuild meanwhile changes nothing.
+bin=$(mktemp -d)
+trap 'rm -rf "$out" "$bin"' EXIT
+test_exe=$(cargo test --test hung --no-run --message-format=json 2>/dev/null |
+    sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
+cargo build --bin mediamtx-stream-manager >/dev/null 2>&1
+cp "$test_exe" "$bin/hung"
+cp target/debug/mediamtx-stream-manager "$bin/"
 for t in a_hung_from_start c_hung_server_comes_back b_c_server_stops_reading d_connect_never; do
     for ((i = 1; i <= runs; i++)); do
-        cargo test --test hung -- "$t" --nocapture --test-threads 1 2>&1 |
+        MSM_TEST_BIN=$bin/mediamtx-stream-manager "$bin/hung" "$t" --nocapture --test-threads 1 2>&1 |
             grep -E '^\((a|b|c|d)\)' >>"$out" || echo "run $i of $t failed" >&2
     done
 done

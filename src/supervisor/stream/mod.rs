@@ -164,6 +164,18 @@ fn next_due(
     Some(due)
 }
 
+/// Whether output time `t` counts as progress since the last checkpoint (`last`, taken
+/// `since` ago): it must have moved at least a quarter as fast as the wall clock. A child
+/// whose every write waits out ffmpeg's `-timeout` (an RTSP server that stopped reading:
+/// ffmpeg 5.1 ignores the failed write and goes on to the next) still creeps forward a
+/// packet per timeout; that is a stall too. A slow capture clock (0.8x) is not.
+fn advances(last: Option<i64>, t: i64, since: Duration) -> bool {
+    match last {
+        None => true,
+        Some(l) => t > l && (t - l) as u128 >= since.as_micros() / 4,
+    }
+}
+
 impl Wrapper {
     pub fn new(
         cfg: StreamConfig,
@@ -390,7 +402,7 @@ impl Wrapper {
             match msg {
                 Ok(Msg::Progress(g, p)) if g == gen => {
                     if let Some(t) = p.out_time_us {
-                        if last_out.is_none_or(|l| t > l) {
+                        if advances(last_out, t, now.duration_since(last_advance)) {
                             last_out = Some(t);
                             last_advance = now;
                         }
@@ -508,6 +520,11 @@ impl Wrapper {
                     } else {
                         self.apply_cfg(*cfg);
                     }
+                }
+                Ok(Msg::Kill(reason)) if media.rec_alive && media.rtsp_down.is_some() => {
+                    // We know already (the RTSP leg is down, recording runs): the RTSP
+                    // probe brings publishing back; a restart now would only cost a gap.
+                    log::debug!("{name}: {reason}: RTSP leg already down, probing");
                 }
                 Ok(Msg::Kill(reason)) => {
                     if media.rec_alive {
