@@ -20,9 +20,10 @@ cp target/debug/mediamtx-stream-manager "$bin/"
 for t in a_hung_from_start c_hung_server_comes_back b_c_server_stops_reading d_connect_never; do
     for ((i = 1; i <= runs; i++)); do
         MSM_TEST_BIN=$bin/mediamtx-stream-manager "$bin/hung" "$t" --nocapture --test-threads 1 2>&1 |
-            grep -E '^\((a|b|c|d)\)' >>"$out" || echo "run $i of $t failed" >&2
+            grep -E '^\((a|b|c|d)\)|^test .*FAILED' | tee -a "$out" || true
     done
 done
+set +e +o pipefail
 median() { sort -g | awk '{v[NR]=$1} END {if (NR) print v[int((NR+1)/2)]; else print "-"}'; }
 echo "runs: $runs"
 for key in '(a) longest output pause' '(c) longest output pause' '(d) longest output pause'; do

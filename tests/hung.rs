@@ -192,7 +192,22 @@ fn a_hung_from_start_records_at_once() {
         text.contains("NOT publishing: RTSP server not answering"),
         "{text}"
     );
+    // Not publishing is unhealthy: monitor says 10 (at once, it never waits on the server).
+    let t = Instant::now();
+    let out = s.run(&["monitor"]);
+    assert_eq!(out.status.code(), Some(10), "{out:?}");
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "monitor {:?}",
+        t.elapsed()
+    );
+    let t = Instant::now();
     let out = s.run(&["stop"]);
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "stop {:?}",
+        t.elapsed()
+    );
     assert_eq!(out.status.code(), Some(0), "{out:?}");
 }
 
@@ -352,7 +367,22 @@ fn e_hung_without_recording_backs_off() {
         .set("backoff", "max", "\"4s\"")
         .set("backoff", "stable_after", "\"60s\"");
     s.write_config();
-    s.start_foreground();
+    // `start` does not hang either: it reports the first verdict, a failed start.
+    let t = Instant::now();
+    let out = s.run(&["start"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "start {:?}",
+        t.elapsed()
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("[FAIL] rtsp://127.0.0.1:")
+                && l.contains("/garden (RTSP server not answering")),
+        "{text}"
+    );
     // (failure count, when seen, backoff the supervisor announced)
     let mut seen: Vec<(u64, Instant)> = Vec::new();
     let t0 = Instant::now();
@@ -395,6 +425,14 @@ fn e_hung_without_recording_backs_off() {
     }
     let text = String::from_utf8_lossy(&s.run(&["status"]).stdout).to_string();
     assert!(text.contains("RTSP server not answering"), "{text}");
+    let t = Instant::now();
+    let out = s.run(&["monitor"]);
+    assert_eq!(out.status.code(), Some(10), "{out:?}");
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "monitor {:?}",
+        t.elapsed()
+    );
     let t = Instant::now();
     let out = s.run(&["stop"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");

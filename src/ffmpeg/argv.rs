@@ -64,6 +64,13 @@ pub struct Extras {
     pub rtsp_timeout: Option<Duration>,
 }
 
+/// The tee's slaves in order: the segment leg first, so at the end ffmpeg writes the last
+/// segment's trailer before it waits for the RTSP leg's fifo (which a stalled server can
+/// hold for minutes, and which only a second SIGINT cuts short: that one would also fail
+/// every file write still to come). `progress::tee_leg_failed` maps these to our legs.
+pub const TEE_SLAVE_SEGMENT: usize = 0;
+pub const TEE_SLAVE_RTSP: usize = 1;
+
 /// Packets the RTSP leg's fifo holds before it drops (about 2 s of opus, aac or mp3):
 /// a server that stops reading costs the RTSP leg only, never capture or recording.
 pub const RTSP_FIFO_PACKETS: u32 = 100;
@@ -273,7 +280,8 @@ fn push_codec(a: &mut Vec<String>, out: &Output, rate: u32, channels: u32) {
     }
 }
 
-/// Plain RTSP, or with recording the tee muxer: the RTSP leg runs behind a fifo (its own
+/// Plain RTSP, or with recording the tee muxer: the segment leg, then the RTSP leg behind a
+/// fifo (its own
 /// thread: the handshake and every write happen there, packets are dropped when it falls
 /// behind) with `onfail=ignore` (a dead server ends publishing, not capture; ffmpeg 5.1
 /// keeps running and writing progress), and the segment leg.
@@ -289,8 +297,8 @@ fn push_outputs(a: &mut Vec<String>, out: &Output, x: &Extras) {
                 "-f".into(),
                 "tee".into(),
                 format!(
-                    "[f=rtsp:rtsp_transport=tcp:{timeout}onfail=ignore:use_fifo=1:\
-                     fifo_options=drop_pkts_on_overflow=1\\\\:queue_size={RTSP_FIFO_PACKETS}]{}|{leg}",
+                    "{leg}|[f=rtsp:rtsp_transport=tcp:{timeout}onfail=ignore:use_fifo=1:\
+                     fifo_options=drop_pkts_on_overflow=1\\\\:queue_size={RTSP_FIFO_PACKETS}]{}",
                     out.url.replace('\\', "\\\\").replace('|', "\\|")
                 ),
             ])
@@ -526,10 +534,9 @@ mod tests {
              measure_perchannel=none:measure_overall=Peak_level+RMS_level,\
              ametadata=mode=print:file=pipe\\\\:2:direct=1,anullsink;[msm_a]\
              aresample=async=1:first_pts=0 -map 0:a -c:a libopus -b:a 128k -application audio \
-             -ar 48000 -f tee \
+             -ar 48000 -f tee [f=segment]/r/mic-%Y.ogg|\
              [f=rtsp:rtsp_transport=tcp:timeout=2500000:onfail=ignore:use_fifo=1:\
-             fifo_options=drop_pkts_on_overflow=1\\\\:queue_size=100]rtsp://127.0.0.1:8554/mic|\
-             [f=segment]/r/mic-%Y.ogg"
+             fifo_options=drop_pkts_on_overflow=1\\\\:queue_size=100]rtsp://127.0.0.1:8554/mic"
         ));
         assert_eq!(got, want);
         // PCM through the fifo comes in 20 ms packets.

@@ -106,9 +106,10 @@ pub fn is_metadata_frame_line(stderr_line: &str) -> bool {
     l.starts_with("frame:") && l.contains(" pts_time:")
 }
 
-/// A tee slave giving up: `[tee @ 0x..] Slave muxer #1 failed: No space left on device,
-/// continuing with 1/2 slaves.` → `(1, "No space left on device")`. Slave 0 is our RTSP
-/// leg, slave 1 the recording. The RTSP leg's fifo overflowing (`[fifo @ 0x..] FIFO queue
+/// A tee slave giving up: `[tee @ 0x..] Slave muxer #0 failed: No space left on device,
+/// continuing with 1/2 slaves.` → `(1, "No space left on device")`. Our legs: 0 is RTSP,
+/// 1 the recording, whatever their place in the tee (`argv::TEE_SLAVE_*`: the segment leg
+/// is slave #0, RTSP #1). The RTSP leg's fifo overflowing (`[fifo @ 0x..] FIFO queue
 /// full`: the server stopped taking our data, or never finished the handshake) counts as
 /// the RTSP leg failing: only the RTSP leg has a fifo.
 pub fn tee_leg_failed(stderr_line: &str) -> Option<(usize, String)> {
@@ -118,6 +119,11 @@ pub fn tee_leg_failed(stderr_line: &str) -> Option<(usize, String)> {
     let rest = stderr_line.split_once("Slave muxer #")?.1;
     let (n, why) = rest.split_once(" failed: ")?;
     let n: usize = n.trim().parse().ok()?;
+    let n = match n {
+        crate::ffmpeg::argv::TEE_SLAVE_RTSP => 0,
+        crate::ffmpeg::argv::TEE_SLAVE_SEGMENT => 1,
+        other => other,
+    };
     let why = why.split(", continuing with").next().unwrap_or(why).trim();
     let words = if n == 0 { rtsp_words(why) } else { None };
     Some((n, words.unwrap_or_else(|| redact(why))))
@@ -522,11 +528,11 @@ mod media_tests {
     fn tee_failures() {
         let table: &[(&str, Option<(usize, &str)>)] = &[
             (
-                "[tee @ 0x5566b0793a80] Slave muxer #0 failed: Broken pipe, continuing with 1/2 slaves.",
+                "[tee @ 0x5566b0793a80] Slave muxer #1 failed: Broken pipe, continuing with 1/2 slaves.",
                 Some((0, "Broken pipe")),
             ),
             (
-                "[tee @ 0x55] Slave muxer #1 failed: No space left on device, continuing with 1/2 slaves.",
+                "[tee @ 0x55] Slave muxer #0 failed: No space left on device, continuing with 1/2 slaves.",
                 Some((1, "No space left on device")),
             ),
             ("[tee @ 0x55] All tee outputs failed.", None),
@@ -534,11 +540,11 @@ mod media_tests {
             // Real ffmpeg 5.1 lines for a server that accepts and never answers, one that
             // never completes the connect, and one that stops reading (docs/ffmpeg.md).
             (
-                "[tee @ 0x55ea91b5e540] Slave muxer #0 failed: Invalid data found when processing input, continuing with 1/2 slaves.",
+                "[tee @ 0x55ea91b5e540] Slave muxer #1 failed: Invalid data found when processing input, continuing with 1/2 slaves.",
                 Some((0, "RTSP server not answering (no valid RTSP reply)")),
             ),
             (
-                "[tee @ 0x55eebba1a080] Slave muxer #0 failed: Connection timed out, continuing with 1/2 slaves.",
+                "[tee @ 0x55eebba1a080] Slave muxer #1 failed: Connection timed out, continuing with 1/2 slaves.",
                 Some((0, "RTSP server not answering (connect timed out)")),
             ),
             ("[fifo @ 0x55ea91b62ac0] FIFO queue full", Some((0, STALLED))),
