@@ -2,9 +2,11 @@
 # benches/hung.sh [RUNS]: the hung-RTSP-server figures in docs/recording.md. Runs the
 # sequences of tests/hung.rs one at a time, RUNS times each (default 5), with real ffmpeg
 # and the virtual microphone, and prints per sequence the audio missing (the recording
-# gap at the switch, `recording.last_gap_s`, plus the longest pause of the output while
-# the server hung) and the time from the server answering again to the supervisor's
-# publisher sending RECORD, with the median. Reports only; never passes or fails on time.
+# gap at the switch, `recording.last_gap_s`; and the longest pause of the output seen
+# while the server hung, looking every 250 ms at progress that comes every 0.5 s) and the
+# time from the server answering again to the supervisor's publisher sending RECORD,
+# with the median. (libtest prints `test NAME ... ` before a test's own output, so the
+# figures are picked out of the lines, not from their start.) Reports only; never passes or fails on time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
@@ -20,7 +22,7 @@ cp target/debug/mediamtx-stream-manager "$bin/"
 for t in a_hung_from_start c_hung_server_comes_back b_c_server_stops_reading d_connect_never; do
     for ((i = 1; i <= runs; i++)); do
         MSM_TEST_BIN=$bin/mediamtx-stream-manager "$bin/hung" "$t" --nocapture --test-threads 1 2>&1 |
-            grep -E '^\((a|b|c|d)\)|^test .*FAILED' | tee -a "$out" || true
+            grep -oE '\((a|b|c|d)\) .*|^test .*FAILED' | tee -a "$out" || true
     done
 done
 set +e +o pipefail
