@@ -557,10 +557,17 @@ fn g_refused_after_hang_backs_off() {
         "children in 20 s: {}",
         starts.len()
     );
-    // The first restore may wait for a probe sent while the server still hung.
-    for w in gaps[1..].windows(2) {
-        assert!(w[1] >= w[0] * 1.4, "probe interval must grow: {gaps:?}");
+    // The first restore may wait for a probe sent while the server still hung; after it,
+    // each restore that fails at once doubles the probe interval: 2, 4, 8 s between
+    // children at least (plus the restart itself).
+    for (i, g) in gaps.iter().enumerate().skip(1) {
+        let interval = (1u64 << i) as f64;
+        assert!(*g >= interval - 0.2, "gap {i} under {interval}s: {gaps:?}");
     }
+    assert!(
+        gaps[1..].windows(2).all(|w| w[1] > w[0]),
+        "probe interval must grow: {gaps:?}"
+    );
     let v = garden(&s);
     assert!(
         v["publish_error"]
