@@ -161,7 +161,22 @@ fn a_hung_from_start_records_at_once() {
     let mut s = Sup::new();
     let seg_dir = setup(&mut s, &front.url(), true, "opus");
     let t0 = Instant::now();
-    let out = s.run(&["start"]);
+    let starting = s
+        .cmd(&["start"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start");
+    // The first segment, while `start` still waits for the verdict to report.
+    while segments(&seg_dir).is_empty() {
+        assert!(t0.elapsed() < Duration::from_secs(5), "no segment in 5 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!(
+        "(a) first segment {:.2}s after start",
+        t0.elapsed().as_secs_f64()
+    );
+    let out = starting.wait_with_output().expect("start output");
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let line = text
@@ -172,14 +187,6 @@ fn a_hung_from_start_records_at_once() {
         line.starts_with("[OK] rtsp://127.0.0.1:")
             && line.contains("(recording; not publishing: RTSP server not answering"),
         "{line}"
-    );
-    while segments(&seg_dir).is_empty() {
-        assert!(t0.elapsed() < Duration::from_secs(5), "no segment in 5 s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    eprintln!(
-        "(a) first segment {:.2}s after start",
-        t0.elapsed().as_secs_f64()
     );
     let pid = garden(&s)["pid"].as_u64().expect("pid");
     let worst = hold_recording(&s, 12.0, pid, "RTSP server not answering");
