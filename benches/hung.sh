@@ -28,8 +28,8 @@ done
 set +e +o pipefail
 median() { sort -g | awk '{v[NR]=$1} END {if (NR) print v[int((NR+1)/2)]; else print "-"}'; }
 echo "runs: $runs"
-for key in '(a) longest output pause' '(c) longest output pause' '(d) longest output pause'; do
-    vals=$(grep -F "$key" "$out" | sed -E 's/.*: ([0-9.]+)s$/\1/')
+for key in '(a) first segment' '(a) longest output pause' '(c) longest output pause' '(d) longest output pause'; do
+    vals=$(grep -F "$key" "$out" | sed -E 's/.*[: ]([0-9.]+)s( after start)?$/\1/')
     echo "$key: $(echo $vals) median $(echo "$vals" | median)"
 done
 for key in '(c) after (a)' '(c) after (b)' '(d) publishing again'; do
