@@ -585,3 +585,44 @@ fn g_refused_after_hang_backs_off() {
     assert!(front.methods().iter().any(|m| m == "ANNOUNCE"));
     check_tone(&segments(&seg_dir));
 }
+
+/// (b) without recording: ffmpeg 5.1's RTSP writes fail silently after `-timeout`, so a
+/// server that stops reading leaves a child creeping a packet per timeout. The stall
+/// check wants a quarter of real time: the child is ended as stalled and restarted
+/// through the backoff, counted as a failure.
+#[test]
+fn b_without_recording_a_stalled_server_is_a_stall() {
+    common::require_ffmpeg();
+    let front = Front::start(Mode::Hung);
+    let mut s = Sup::new();
+    setup(&mut s, &front.url(), false, "pcm");
+    s.set("mediamtx", "rtsp_timeout", "\"1s\"")
+        .set("backoff", "initial", "\"1s\"")
+        .set("backoff", "max", "\"4s\"");
+    s.write_config();
+    let rx = Receiver::start_for(&sub(&s, "rx"), "garden", 60.0);
+    front.set(Mode::Forward(rx.port()));
+    s.start_foreground();
+    s.wait_for("publishing", Duration::from_secs(15), |_| {
+        rx.received_bytes() > 100_000
+    });
+    let pid = garden(&s)["pid"].as_u64().unwrap();
+    front.pause();
+    let paused = Instant::now();
+    s.wait_for("stalled", Duration::from_secs(45), |s| {
+        garden(s)["consecutive_failures"].as_u64() >= Some(1)
+    });
+    let v = garden(&s);
+    eprintln!(
+        "(b, no recording) child ended {:.1}s after the server stopped reading: {}",
+        paused.elapsed().as_secs_f64(),
+        v["last_exit"]["reason"]
+    );
+    assert!(
+        v["last_exit"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("stalled")),
+        "{v}"
+    );
+    assert_ne!(v["pid"].as_u64(), Some(pid), "{v}");
+}
