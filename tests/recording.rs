@@ -118,7 +118,6 @@ fn recording_survives_an_rtsp_outage_and_publishing_comes_back() {
     assert!(a1.seconds() >= 2.5 && a1.mean_db > -30.0, "{a1:?}");
     // The receiver has its 3 s and is gone: the outage starts now; nothing listens.
     server.down();
-    let outage = Instant::now();
 
     // 2. Outage: the same ffmpeg keeps recording, status says not publishing.
     s.wait_for("not publishing", Duration::from_secs(10), |s| {
@@ -126,7 +125,9 @@ fn recording_survives_an_rtsp_outage_and_publishing_comes_back() {
     });
     let before: Vec<PathBuf> = segments(&seg_dir);
     let mut last = before.clone();
-    while outage.elapsed() < Duration::from_secs(5) {
+    // Five seconds of outage seen as such (on a loaded box noticing it takes a moment).
+    let seen = Instant::now();
+    while seen.elapsed() < Duration::from_secs(5) {
         let v = s.stream("garden").unwrap();
         check_bounds(&v);
         assert_eq!(
