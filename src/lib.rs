@@ -23,6 +23,7 @@ pub mod metrics_out;
 pub mod naming;
 pub mod notify;
 pub mod recording;
+pub mod rtsp;
 pub mod status;
 pub mod sticky;
 pub mod streams;

@@ -142,6 +142,10 @@ pub struct StreamStatus {
     /// False while ffmpeg's RTSP leg is down and only the recording runs.
     #[serde(default = "yes")]
     pub publishing: bool,
+    /// Why the RTSP leg is down while the recording runs (e.g. `RTSP server not answering
+    /// (no valid RTSP reply)`); null while publishing.
+    #[serde(default)]
+    pub publish_error: Option<String>,
     #[serde(default)]
     pub recording: Option<RecordingView>,
     #[serde(default)]
@@ -335,7 +339,8 @@ pub fn render(s: &Snapshot) -> String {
             out.push_str("  input is silent\n");
         }
         if !st.publishing && st.state == "running" {
-            out.push_str("  NOT publishing: RTSP leg down, recording continues\n");
+            let why = st.publish_error.as_deref().unwrap_or("RTSP leg down");
+            out.push_str(&format!("  NOT publishing: {why}; recording continues\n"));
         }
         if let Some(l) = &st.level {
             let db = |v: Option<f64>| v.map_or("-inf".into(), |v| format!("{v:.1}"));

@@ -25,6 +25,7 @@ fn cfg(url: &str, creds: Option<(&str, &str)>, timeout: Duration) -> Mediamtx {
         password: creds.map(|c| c.1.to_string()),
         poll: Duration::from_millis(100),
         timeout,
+        rtsp_timeout: Duration::from_secs(5),
     }
 }
 

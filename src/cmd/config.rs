@@ -161,6 +161,7 @@ pub fn settings_json(s: &Settings) -> Value {
             "password": s.mediamtx.password.as_ref().map(|_| "***"),
             "poll": d(s.mediamtx.poll),
             "timeout": d(s.mediamtx.timeout),
+            "rtsp_timeout": d(s.mediamtx.rtsp_timeout),
         },
         "startup": {
             "device_wait": d(s.startup.device_wait),

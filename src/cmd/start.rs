@@ -179,10 +179,14 @@ pub(super) fn restart_checks(settings: &Settings) -> Result<(), Error> {
 }
 
 fn wait_for_mediamtx(settings: &Settings) -> Result<(), Error> {
-    let client = Client::new(&settings.mediamtx);
     let until = Instant::now() + settings.startup.mediamtx_wait;
     loop {
-        match client.info() {
+        // A hung API (accepts, never answers) must not stretch the wait: each try gets at
+        // most what is left of it (at least 100 ms, so the last try is a real one).
+        let mut cfg = settings.mediamtx.clone();
+        let left = until.saturating_duration_since(Instant::now());
+        cfg.timeout = cfg.timeout.min(left.max(Duration::from_millis(100)));
+        match Client::new(&cfg).info() {
             Ok(_) => return Ok(()),
             Err(e) if Instant::now() >= until => {
                 return Err(Error::new(
@@ -311,9 +315,18 @@ fn global_args(g: &Global) -> Vec<std::ffi::OsString> {
     a
 }
 
-fn report_line(st: &StreamStatus) -> String {
+/// One line per stream; `[OK]`/`[FAIL]` first (scripts grep for them). A stream that
+/// records but cannot publish is `[OK]` (its audio is kept) and says why it does not publish.
+pub fn report_line(st: &StreamStatus) -> String {
     if st.state == "running" {
-        format!("[OK] {}", st.url)
+        match (&st.recording, st.publishing) {
+            (Some(_), false) => format!(
+                "[OK] {} (recording; not publishing: {})",
+                st.url,
+                st.publish_error.as_deref().unwrap_or("RTSP leg down")
+            ),
+            _ => format!("[OK] {}", st.url),
+        }
     } else {
         let why = st
             .last_exit

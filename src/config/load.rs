@@ -159,6 +159,13 @@ impl Read<'_, '_> {
             s.mediamtx.password = self.text(m.password);
             set!(s.mediamtx.poll, self.dur(m.poll));
             set!(s.mediamtx.timeout, self.dur(m.timeout));
+            if let Some(t) = &m.rtsp_timeout {
+                // ffmpeg reads 0 as "wait forever", the very thing this bounds.
+                if t.get_ref().0 < Duration::from_millis(100) {
+                    return Err(self.err(t.span(), "expected at least 100ms"));
+                }
+            }
+            set!(s.mediamtx.rtsp_timeout, self.dur(m.rtsp_timeout));
         }
         if let Some(t) = f.startup {
             set!(s.startup.device_wait, self.dur(t.device_wait));
@@ -409,6 +416,7 @@ mod tests {
             ("[mediamtx]\npassword = 5\n", "/e/m.toml:2:12: mediamtx.password = ***: expected a string"),
             ("[mediamtx]\nrtsp_url = \"x://u:pw@h\"\n", "/e/m.toml:2:12: mediamtx.rtsp_url = \"x://***@h\": expected a URL starting with rtsp://"),
             ("[recording]\nsegment = \"500ms\"\n", "/e/m.toml:2:11: recording.segment = \"500ms\": expected at least 1s"),
+            ("[mediamtx]\nrtsp_timeout = \"0s\"\n", "/e/m.toml:2:16: mediamtx.rtsp_timeout = \"0s\": expected at least 100ms"),
             ("[recording]\nformat = \"MP4\"\n", "/e/m.toml:2:10: recording.format = \"MP4\": expected one of ogg, ts, m4a, mp3, aiff, mkv"),
             ("[recording]\nmin_free = \"60%\"\n", "/e/m.toml:2:12: recording.min_free = \"60%\": invalid min_free (a percentage above 0 and at most 50%)"),
             ("[recording]\nmin_free = \"lots\"\n", "/e/m.toml:2:12: recording.min_free = \"lots\": invalid min_free (expected e.g. \"5%\" or \"100M\")"),

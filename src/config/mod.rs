@@ -53,6 +53,9 @@ pub struct Mediamtx {
     pub password: Option<String>,
     pub poll: Duration,
     pub timeout: Duration,
+    /// Bound on every wait on the RTSP server: ffmpeg's connect, each handshake reply and
+    /// each write (`-timeout`), and the reconnect probe (docs/recording.md).
+    pub rtsp_timeout: Duration,
 }
 
 impl std::fmt::Debug for Mediamtx {
@@ -322,6 +325,7 @@ impl Default for Settings {
                 password: None,
                 poll: secs(5),
                 timeout: secs(6),
+                rtsp_timeout: secs(5),
             },
             startup: Startup {
                 device_wait: secs(30),

@@ -65,6 +65,7 @@ pub struct MediamtxT {
     pub password: S<Text>,
     pub poll: S<Dur>,
     pub timeout: S<Dur>,
+    pub rtsp_timeout: S<Dur>,
 }
 
 #[derive(Deserialize)]
@@ -220,7 +221,14 @@ pub const SECTIONS: &[(&str, &[&str])] = &[
     (
         "mediamtx",
         &[
-            "api", "api_url", "rtsp_url", "username", "password", "poll", "timeout",
+            "api",
+            "api_url",
+            "rtsp_url",
+            "username",
+            "password",
+            "poll",
+            "timeout",
+            "rtsp_timeout",
         ],
     ),
     (

@@ -59,7 +59,21 @@ pub struct Extras {
     pub levels: bool,
     /// The tee slave that writes segments (`recording::Plan::tee_leg`).
     pub record: Option<String>,
+    /// Bound on each wait on the RTSP server (`-timeout`: connect, every handshake reply,
+    /// every write); `None`: ffmpeg's default, which waits forever (docs/ffmpeg.md).
+    pub rtsp_timeout: Option<Duration>,
 }
+
+/// The tee's slaves in order: the segment leg first, so at the end ffmpeg writes the last
+/// segment's trailer before it waits for the RTSP leg's fifo (which a stalled server can
+/// hold for minutes, and which only a second SIGINT cuts short: that one would also fail
+/// every file write still to come). `progress::tee_leg_failed` maps these to our legs.
+pub const TEE_SLAVE_SEGMENT: usize = 0;
+pub const TEE_SLAVE_RTSP: usize = 1;
+
+/// Packets the RTSP leg's fifo holds before it drops (about 2 s of opus, aac or mp3):
+/// a server that stops reading costs the RTSP leg only, never capture or recording.
+pub const RTSP_FIFO_PACKETS: u32 = 100;
 
 impl Extras {
     pub fn silence(silence: Option<&Silence>) -> Extras {
@@ -83,7 +97,7 @@ pub fn individual_with(input: &InputSpec, out: &Output, x: &Extras) -> Vec<Strin
     let mut a = head();
     push_input(&mut a, input);
     a.push("-af".into());
-    a.push(filter_chain(x, input.sample_rate));
+    a.push(filter_chain(x, input.sample_rate, out.codec));
     if x.record.is_some() {
         // The tee muxer has no default codecs, so ffmpeg picks no stream unless told.
         a.extend(["-map".into(), "0:a".into()]);
@@ -128,11 +142,14 @@ pub fn multiplex_with(
         // The tee muxer has no default codecs: map the mix by label.
         a.push(format!(
             "{labels}{mixer},{}[msm_out]",
-            filter_chain(x, rate)
+            filter_chain(x, rate, out.codec)
         ));
         a.extend(["-map".into(), "[msm_out]".into()]);
     } else {
-        a.push(format!("{labels}{mixer},{}", filter_chain(x, rate)));
+        a.push(format!(
+            "{labels}{mixer},{}",
+            filter_chain(x, rate, out.codec)
+        ));
     }
     let channels = match filter {
         Filter::Amix => 2,
@@ -209,7 +226,11 @@ fn push_input(a: &mut Vec<String>, i: &InputSpec) {
 /// stderr, where the reader takes them out of the log. It splits off before `aresample`,
 /// so it measures what the device delivered, not silence aresample pads in for a slow
 /// clock, and before silencedetect, so its prints never repeat silence keys.
-fn filter_chain(x: &Extras, rate: u32) -> String {
+///
+/// PCM with recording: the pcm encoder takes frames as they come, and after `aresample`
+/// that can be one sample per packet; the RTSP leg's fifo counts packets, so PCM is cut
+/// into 20 ms packets (`asetnsamples`) like the other codecs' frames.
+fn filter_chain(x: &Extras, rate: u32, codec: Codec) -> String {
     let mut f = String::new();
     if x.levels {
         f.push_str(&format!(
@@ -227,6 +248,9 @@ fn filter_chain(x: &Extras, rate: u32) -> String {
             s.db,
             s.duration.as_secs_f64()
         ));
+    }
+    if x.record.is_some() && codec == Codec::Pcm {
+        f.push_str(&format!(",asetnsamples=n={}:p=0", (rate / 50).max(1)));
     }
     f
 }
@@ -256,31 +280,48 @@ fn push_codec(a: &mut Vec<String>, out: &Output, rate: u32, channels: u32) {
     }
 }
 
-/// Plain RTSP, or with recording the tee muxer: RTSP leg with `onfail=ignore` (a dead
-/// server ends publishing, not capture; ffmpeg 5.1 keeps running and writing progress)
-/// and the segment leg.
+/// Plain RTSP, or with recording the tee muxer: the segment leg, then the RTSP leg behind a
+/// fifo (its own
+/// thread: the handshake and every write happen there, packets are dropped when it falls
+/// behind) with `onfail=ignore` (a dead server ends publishing, not capture; ffmpeg 5.1
+/// keeps running and writing progress), and the segment leg.
 fn push_outputs(a: &mut Vec<String>, out: &Output, x: &Extras) {
     match &x.record {
-        None => push_rtsp(a, out),
-        Some(leg) => a.extend([
-            "-f".into(),
-            "tee".into(),
-            format!(
-                "[f=rtsp:rtsp_transport=tcp:onfail=ignore]{}|{leg}",
-                out.url.replace('\\', "\\\\").replace('|', "\\|")
-            ),
-        ]),
+        None => push_rtsp(a, out, x.rtsp_timeout),
+        Some(leg) => {
+            let timeout = x
+                .rtsp_timeout
+                .map(|t| format!("timeout={}:", timeout_us(t)))
+                .unwrap_or_default();
+            a.extend([
+                "-f".into(),
+                "tee".into(),
+                format!(
+                    "{leg}|[f=rtsp:rtsp_transport=tcp:{timeout}onfail=ignore:use_fifo=1:\
+                     fifo_options=drop_pkts_on_overflow=1\\\\:queue_size={RTSP_FIFO_PACKETS}]{}",
+                    out.url.replace('\\', "\\\\").replace('|', "\\|")
+                ),
+            ])
+        }
     }
 }
 
-fn push_rtsp(a: &mut Vec<String>, out: &Output) {
+/// ffmpeg's `-timeout` is in microseconds; 0 would mean "wait forever".
+fn timeout_us(t: Duration) -> u128 {
+    t.as_micros().max(1000)
+}
+
+fn push_rtsp(a: &mut Vec<String>, out: &Output, timeout: Option<Duration>) {
     a.extend([
         "-f".into(),
         "rtsp".into(),
         "-rtsp_transport".into(),
         "tcp".into(),
-        out.url.clone(),
     ]);
+    if let Some(t) = timeout {
+        a.extend(["-timeout".into(), timeout_us(t).to_string()]);
+    }
+    a.push(out.url.clone());
 }
 
 #[cfg(test)]
@@ -484,6 +525,7 @@ mod tests {
             silence: None,
             levels: true,
             record: Some("[f=segment]/r/mic-%Y.ogg".into()),
+            rtsp_timeout: Some(Duration::from_millis(2500)),
         };
         let got = individual_with(&alsa("default", 44100, 2), &out(Codec::Opus), &x);
         let want = words(&format!(
@@ -492,10 +534,32 @@ mod tests {
              measure_perchannel=none:measure_overall=Peak_level+RMS_level,\
              ametadata=mode=print:file=pipe\\\\:2:direct=1,anullsink;[msm_a]\
              aresample=async=1:first_pts=0 -map 0:a -c:a libopus -b:a 128k -application audio \
-             -ar 48000 -f tee \
-             [f=rtsp:rtsp_transport=tcp:onfail=ignore]rtsp://127.0.0.1:8554/mic|[f=segment]/r/mic-%Y.ogg"
+             -ar 48000 -f tee [f=segment]/r/mic-%Y.ogg|\
+             [f=rtsp:rtsp_transport=tcp:timeout=2500000:onfail=ignore:use_fifo=1:\
+             fifo_options=drop_pkts_on_overflow=1\\\\:queue_size=100]rtsp://127.0.0.1:8554/mic"
         ));
         assert_eq!(got, want);
+        // PCM through the fifo comes in 20 ms packets.
+        let pcm = individual_with(&alsa("d", 44100, 2), &out(Codec::Pcm), &x);
+        let i = pcm.iter().position(|a| a == "-af").unwrap();
+        assert!(
+            pcm[i + 1].ends_with(",asetnsamples=n=882:p=0"),
+            "{}",
+            pcm[i + 1]
+        );
+        // Publishing alone: the RTSP muxer's own socket timeout.
+        let plain = individual_with(
+            &alsa("d", 48000, 2),
+            &out(Codec::Aac),
+            &Extras {
+                rtsp_timeout: Some(Duration::from_secs(5)),
+                ..Extras::default()
+            },
+        );
+        assert_eq!(
+            plain[plain.len() - 7..],
+            words("-f rtsp -rtsp_transport tcp -timeout 5000000 rtsp://127.0.0.1:8554/mic")
+        );
         let m = multiplex_with(
             &[alsa("a", 48000, 1), alsa("b", 48000, 1)],
             Filter::Amix,

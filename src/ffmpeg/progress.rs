@@ -106,15 +106,43 @@ pub fn is_metadata_frame_line(stderr_line: &str) -> bool {
     l.starts_with("frame:") && l.contains(" pts_time:")
 }
 
-/// A tee slave giving up: `[tee @ 0x..] Slave muxer #1 failed: No space left on device,
-/// continuing with 1/2 slaves.` → `(1, "No space left on device")`. Slave 0 is our RTSP
-/// leg, slave 1 the recording.
+/// A tee slave giving up: `[tee @ 0x..] Slave muxer #0 failed: No space left on device,
+/// continuing with 1/2 slaves.` → `(1, "No space left on device")`. Our legs: 0 is RTSP,
+/// 1 the recording, whatever their place in the tee (`argv::TEE_SLAVE_*`: the segment leg
+/// is slave #0, RTSP #1). The RTSP leg's fifo overflowing (`[fifo @ 0x..] FIFO queue
+/// full`: the server stopped taking our data, or never finished the handshake) counts as
+/// the RTSP leg failing: only the RTSP leg has a fifo.
 pub fn tee_leg_failed(stderr_line: &str) -> Option<(usize, String)> {
+    if stderr_line.contains("[fifo @ ") && stderr_line.contains("FIFO queue full") {
+        return Some((0, STALLED.into()));
+    }
     let rest = stderr_line.split_once("Slave muxer #")?.1;
     let (n, why) = rest.split_once(" failed: ")?;
     let n: usize = n.trim().parse().ok()?;
+    let n = match n {
+        crate::ffmpeg::argv::TEE_SLAVE_RTSP => 0,
+        crate::ffmpeg::argv::TEE_SLAVE_SEGMENT => 1,
+        other => other,
+    };
     let why = why.split(", continuing with").next().unwrap_or(why).trim();
-    Some((n, redact(why)))
+    let words = if n == 0 { rtsp_words(why) } else { None };
+    Some((n, words.unwrap_or_else(|| redact(why))))
+}
+
+/// What the RTSP leg's fifo overflowing means to an operator.
+pub const STALLED: &str = "RTSP server not answering (not taking our data)";
+
+/// ffmpeg 5.1's words for an RTSP server that accepts and never answers, in ours: the
+/// handshake read timing out (`-timeout`) surfaces as "Invalid data found when processing
+/// input", a connect that never completes as "Connection timed out".
+fn rtsp_words(why: &str) -> Option<String> {
+    if why.contains("Invalid data found when processing input") {
+        Some("RTSP server not answering (no valid RTSP reply)".into())
+    } else if why.contains("Connection timed out") {
+        Some("RTSP server not answering (connect timed out)".into())
+    } else {
+        None
+    }
 }
 
 fn has_log_key(l: &str, key: &str) -> bool {
@@ -162,6 +190,10 @@ const RULES: &[Rule] = &[
         l.contains("cannot open audio device")
             .then(|| l.to_string())
     },
+    |l| {
+        (l.starts_with("Could not write header") && l.contains("Invalid data found"))
+            .then(|| "RTSP server not answering (no valid RTSP reply)".to_string())
+    },
     connection_failed,
     |l| {
         l.starts_with("Failed to resolve hostname")
@@ -184,6 +216,11 @@ fn connection_failed(l: &str) -> Option<String> {
     let (target, why) = rest.split_once(" failed: ")?;
     let addr = target.split_once("://").map_or(target, |(_, a)| a);
     let addr = addr.split('?').next().unwrap_or(addr);
+    if why.contains("Connection timed out") {
+        return Some(format!(
+            "RTSP server not answering (cannot connect to {addr}: connect timed out)"
+        ));
+    }
     Some(format!("cannot connect to {addr} ({})", why.trim()))
 }
 
@@ -434,6 +471,18 @@ mod tests {
                 &["Error while opening rtsp://admin:pw@h/x for writing"],
                 Some("Error while opening rtsp://***@h/x for writing"),
             ),
+            (
+                &[
+                    "Could not write header for output file #0 (incorrect codec parameters ?): Invalid data found when processing input",
+                    "Error initializing output stream 0:0 -- ",
+                    "Conversion failed!",
+                ],
+                Some("RTSP server not answering (no valid RTSP reply)"),
+            ),
+            (
+                &["[tcp @ 0x7f] Connection to tcp://127.0.0.1:19045?timeout=3000000 failed: Connection timed out"],
+                Some("RTSP server not answering (cannot connect to 127.0.0.1:19045: connect timed out)"),
+            ),
             (&["something odd happened"], Some("something odd happened")),
             (&["Error initializing output stream 0:0 -- "], Some("Error initializing output stream 0:0 --")),
             (&["    Last message repeated 3 times", "", "lavfi.silence_start=1"], None),
@@ -479,15 +528,27 @@ mod media_tests {
     fn tee_failures() {
         let table: &[(&str, Option<(usize, &str)>)] = &[
             (
-                "[tee @ 0x5566b0793a80] Slave muxer #0 failed: Broken pipe, continuing with 1/2 slaves.",
+                "[tee @ 0x5566b0793a80] Slave muxer #1 failed: Broken pipe, continuing with 1/2 slaves.",
                 Some((0, "Broken pipe")),
             ),
             (
-                "[tee @ 0x55] Slave muxer #1 failed: No space left on device, continuing with 1/2 slaves.",
+                "[tee @ 0x55] Slave muxer #0 failed: No space left on device, continuing with 1/2 slaves.",
                 Some((1, "No space left on device")),
             ),
             ("[tee @ 0x55] All tee outputs failed.", None),
             ("Slave muxer #x failed: y", None),
+            // Real ffmpeg 5.1 lines for a server that accepts and never answers, one that
+            // never completes the connect, and one that stops reading (docs/ffmpeg.md).
+            (
+                "[tee @ 0x55ea91b5e540] Slave muxer #1 failed: Invalid data found when processing input, continuing with 1/2 slaves.",
+                Some((0, "RTSP server not answering (no valid RTSP reply)")),
+            ),
+            (
+                "[tee @ 0x55eebba1a080] Slave muxer #1 failed: Connection timed out, continuing with 1/2 slaves.",
+                Some((0, "RTSP server not answering (connect timed out)")),
+            ),
+            ("[fifo @ 0x55ea91b62ac0] FIFO queue full", Some((0, STALLED))),
+            ("FIFO queue full", None),
         ];
         for (l, want) in table {
             assert_eq!(

@@ -210,6 +210,7 @@ fn build(
 ) -> Built {
     let mut x = Extras::silence(sil);
     x.levels = settings.health.levels;
+    x.rtsp_timeout = Some(settings.mediamtx.rtsp_timeout);
     if !records(settings, stream) {
         return (make(&x), None, None);
     }
@@ -223,6 +224,7 @@ fn attach(
     mut cfg: StreamConfig,
     rec: Option<(recording::Plan, Vec<String>)>,
     url: &str,
+    rtsp_timeout: std::time::Duration,
 ) -> StreamConfig {
     if let Some((plan, plain)) = rec {
         cfg.recording = Some(RecordSetup {
@@ -232,6 +234,7 @@ fn attach(
                 ..cfg.child.clone()
             },
             rtsp_addr: rtsp_addr(url),
+            probe_timeout: rtsp_timeout,
         });
     }
     cfg
@@ -298,7 +301,7 @@ fn plan_configs(
                     s.display_url.clone(),
                     notes,
                 );
-                attach(cfg, rec, &s.url)
+                attach(cfg, rec, &s.url, settings.mediamtx.rtsp_timeout)
             })
             .collect()),
         Mode::Multiplex => {
@@ -362,7 +365,12 @@ fn plan_configs(
                     .filter(|s| s.enabled)
                     .filter_map(|s| s.device.as_ref().map(|d| (d.card, d.card_id.clone()))),
             );
-            Ok(vec![attach(cfg, rec, &m.url)])
+            Ok(vec![attach(
+                cfg,
+                rec,
+                &m.url,
+                settings.mediamtx.rtsp_timeout,
+            )])
         }
     }
 }

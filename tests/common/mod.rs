@@ -1,6 +1,7 @@
 //! Shared helpers for integration tests: the built binary, temp dirs, cleanup guards.
 #![allow(dead_code)]
 
+pub mod front;
 pub mod rtsp;
 
 use std::path::PathBuf;

@@ -138,6 +138,13 @@ impl Receiver {
         self.port
     }
 
+    /// Bytes of decoded audio written so far (the WAV grows as audio arrives).
+    pub fn received_bytes(&self) -> u64 {
+        std::fs::metadata(&self.wav)
+            .map(|m| m.len().saturating_sub(78))
+            .unwrap_or(0)
+    }
+
     /// The receiver's own log (ffmpeg stderr at info level).
     pub fn log(&self) -> String {
         read(&self.log)

@@ -18,6 +18,15 @@ pub(super) struct MediaRun {
     /// Since when our RTSP leg is down.
     pub(super) rtsp_down: Option<Instant>,
     pub(super) next_probe: Instant,
+    /// RTSP probes on their way (answers come as `Msg::Probe`). Probes start every probe
+    /// interval even while an earlier one still waits out its deadline, so a server that
+    /// comes back is seen within an interval, not an interval plus a deadline.
+    pub(super) probing: u32,
+    /// A probe found the server: the restore restart is under way.
+    pub(super) restoring: bool,
+    /// By then the RTSP leg has either failed or completed its handshake (each wait in it
+    /// is bounded by `mediamtx.rtsp_timeout`): the stream's first verdict for `start`.
+    pub(super) verdict_at: Instant,
     pub(super) next_sweep: Instant,
     /// The recording leg is down in this run (failed, or the run started publish-only):
     /// when to look next whether the disk takes writes again.
@@ -38,15 +47,20 @@ impl Wrapper {
             rec_error: None,
             rtsp_down: None,
             next_probe: now,
+            probing: 0,
+            restoring: false,
+            verdict_at: now,
             next_sweep: now + Duration::from_secs(1),
             rec_probe: None,
             started: now,
             made_room: false,
         };
+        self.with(|s| s.publish_error = None);
         let Some(r) = self.cfg.recording.clone() else {
             self.with(|s| s.recording = None);
             return (self.cfg.child.clone(), m);
         };
+        m.verdict_at = now + r.probe_timeout + Duration::from_millis(500);
         // Once recording worked, a start makes only the stream's own directory, not
         // `recording.dir`: a disk unmounted under a running supervisor is waited for, not
         // replaced by the filesystem underneath.
@@ -100,9 +114,15 @@ impl Wrapper {
                 m.next_probe = now + self.probe_interval();
                 self.with(|s| {
                     s.publishing = false;
+                    s.publish_error = Some(why);
+                    if s.state == super::State::Running {
+                        s.settled = true;
+                    }
                     s.touch();
                 });
             }
+            // A stalled leg (fifo full) that then times out: the later words are sharper.
+            0 => self.with(|s| s.publish_error = Some(why)),
             1 => {
                 let e = format!("recording stopped: {why}");
                 log::warn!("{name}: {e}; streaming continues");
@@ -145,15 +165,24 @@ impl Wrapper {
                 s.touch();
             });
         }
-        if m.rtsp_down.is_some() && m.rec_alive && now >= m.next_probe {
+        if now >= m.verdict_at {
+            self.with(|s| {
+                if s.state == super::State::Running {
+                    s.settled = true;
+                }
+            });
+        }
+        if m.rtsp_down.is_some() && m.rec_alive && m.probing < MAX_PROBES && now >= m.next_probe {
+            let addr = r.rtsp_addr.clone()?;
+            m.probing += 1;
             m.next_probe = now + self.probe_interval();
-            let addr = r.rtsp_addr.as_deref()?;
-            if reachable(addr) {
-                self.restore_attempts = self.restore_attempts.saturating_add(1);
-                return Some(format!(
-                    "publishing restore: {addr} answers again (restart at once, recording gap measured)"
-                ));
-            }
+            let (tx, gen, path) = (self.tx.clone(), self.generation, self.cfg.name.clone());
+            let deadline = r.probe_timeout;
+            super::readers::spawn_named(format!("{}-probe", self.cfg.name), move || {
+                let res = crate::rtsp::probe(&addr, &path, deadline)
+                    .map(|a| format!("{addr} answers RTSP again ({})", a.status));
+                let _ = tx.send(super::Msg::Probe(gen, res));
+            });
         }
         self.rec_restore_tick(m, &r.plan, now)
     }
@@ -222,6 +251,36 @@ impl Wrapper {
         Duration::from_secs(1 << self.rec_restores.min(6))
     }
 
+    /// The probe's answer. `Some(reason)`: the server answers RTSP, restart now to publish.
+    pub(super) fn probe_done(
+        &mut self,
+        m: &mut MediaRun,
+        now: Instant,
+        res: Result<String, String>,
+    ) -> Option<String> {
+        m.probing = m.probing.saturating_sub(1);
+        if m.rtsp_down.is_none() || !m.rec_alive || m.restoring {
+            return None;
+        }
+        if m.probing == 0 && now >= m.next_probe {
+            // The last probe waited out its deadline: the next one is due already.
+            m.next_probe = now;
+        }
+        match res {
+            Ok(what) => {
+                m.restoring = true;
+                self.restore_attempts = self.restore_attempts.saturating_add(1);
+                Some(format!(
+                    "publishing restore: {what} (restart at once, recording gap measured)"
+                ))
+            }
+            Err(why) => {
+                log::debug!("{}: RTSP probe: {why}", self.cfg.name);
+                None
+            }
+        }
+    }
+
     /// First progress after a restore: audio started `out_time` ago; the gap is from the
     /// old child's SIGINT to then.
     pub(super) fn measure_gap(&mut self, now: Instant, out_time_us: Option<i64>) {
@@ -242,6 +301,9 @@ impl Wrapper {
         });
     }
 }
+
+/// Probes in flight at most (each ends by its deadline, `mediamtx.rtsp_timeout`).
+const MAX_PROBES: u32 = 4;
 
 /// Segment names have one-second resolution: a child started in the same second as the
 /// newest segment would overwrite it, so wait for the next second (at most ~1 s).
@@ -298,17 +360,6 @@ fn restorable(plan: &recording::Plan, make_base: bool) -> Result<(), Wait> {
         )));
     }
     recording::check_writable(&plan.dir).map_err(|_| Wait::Other)
-}
-
-/// Whether a TCP connection to `addr` opens within 500 ms.
-fn reachable(addr: &str) -> bool {
-    use std::net::ToSocketAddrs;
-    let Ok(addrs) = addr.to_socket_addrs() else {
-        return false;
-    };
-    addrs
-        .take(2)
-        .any(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_millis(500)).is_ok())
 }
 
 #[cfg(test)]

@@ -72,6 +72,8 @@ pub struct RecordSetup {
     pub fallback: ChildSpec,
     /// `host:port` of the RTSP server, probed while the RTSP leg is down.
     pub rtsp_addr: Option<String>,
+    /// The probe's deadline (`mediamtx.rtsp_timeout`).
+    pub probe_timeout: Duration,
 }
 
 /// Messages to a wrapper: from its child's helper threads (tagged with the child's
@@ -83,6 +85,8 @@ pub enum Msg {
     Level(u64, f64, f64),
     /// A tee leg failed: 0 RTSP, 1 recording; with ffmpeg's reason.
     Leg(u64, usize, String),
+    /// The RTSP probe's verdict while the RTSP leg is down: `Ok` = the server answers.
+    Probe(u64, Result<String, String>),
     Exited(u64, ExitStatus, Vec<String>),
     /// Shut down: stop the child gracefully, then end the thread.
     Stop,
@@ -103,6 +107,10 @@ struct Ending {
     reason: String,
     /// When to escalate SIGINT to SIGKILL.
     kill_at: Option<Instant>,
+    /// When to send the second SIGINT: ffmpeg 5.1 interrupts blocking network I/O (a hung
+    /// RTSP handshake or write) only from its second signal on, and then still closes its
+    /// files properly, where a SIGKILL would leave the last segment without its trailer.
+    int_again_at: Option<Instant>,
     then: Next,
 }
 
@@ -159,6 +167,18 @@ fn next_due(
         }
     }
     Some(due)
+}
+
+/// Whether output time `t` counts as progress since the last checkpoint (`last`, taken
+/// `since` ago): it must have moved at least a quarter as fast as the wall clock. A child
+/// whose every write waits out ffmpeg's `-timeout` (an RTSP server that stopped reading:
+/// ffmpeg 5.1 ignores the failed write and goes on to the next) still creeps forward a
+/// packet per timeout; that is a stall too. A slow capture clock (0.8x) is not.
+fn advances(last: Option<i64>, t: i64, since: Duration) -> bool {
+    match last {
+        None => true,
+        Some(l) => t > l && (t - l) as u128 >= since.as_micros() / 4,
+    }
 }
 
 impl Wrapper {
@@ -367,7 +387,10 @@ impl Wrapper {
 
         loop {
             let due = next_due(
-                ending.as_ref().map(|e| e.kill_at),
+                ending.as_ref().map(|e| match (e.kill_at, e.int_again_at) {
+                    (Some(k), Some(i)) => Some(k.min(i)),
+                    (k, i) => k.or(i),
+                }),
                 self.cfg.recording.as_ref().map(|_| {
                     let probing = media.rtsp_down.is_some() && media.rec_alive;
                     (media.next_sweep, probing.then_some(media.next_probe))
@@ -386,7 +409,7 @@ impl Wrapper {
             match msg {
                 Ok(Msg::Progress(g, p)) if g == gen => {
                     if let Some(t) = p.out_time_us {
-                        if last_out.is_none_or(|l| t > l) {
+                        if advances(last_out, t, now.duration_since(last_advance)) {
                             last_out = Some(t);
                             last_advance = now;
                         }
@@ -403,12 +426,15 @@ impl Wrapper {
                         self.restore_attempts = 0;
                     }
                     let stable_after = self.cfg.backoff.stable_after;
+                    let recording = self.cfg.recording.is_some();
                     self.with(|s| {
                         s.slow = p.speed.is_some_and(|v| v < 0.8) && !first;
                         s.progress = Some(p);
                         if s.state == State::Starting && ending.is_none() {
                             s.running_since = Some(now);
-                            s.settled = true;
+                            // Recording: the first verdict waits for the RTSP leg's.
+                            s.settled =
+                                !recording || media.rtsp_down.is_some() || now >= media.verdict_at;
                             s.set_state(State::Running);
                         }
                         if let Some(since) = s.running_since {
@@ -446,11 +472,20 @@ impl Wrapper {
                     });
                 }
                 Ok(Msg::Leg(g, leg, why)) if g == gen => self.leg_failed(&mut media, leg, why),
+                Ok(Msg::Probe(g, res)) if g == gen => {
+                    if let Some(reason) = self.probe_done(&mut media, now, res) {
+                        if ending.is_none() {
+                            self.gap_from = Some(now);
+                            self.end(&mut ending, pid, true, reason, Next::StartNow, true);
+                        }
+                    }
+                }
                 Ok(Msg::Progress(..))
                 | Ok(Msg::Silence(..))
                 | Ok(Msg::Exited(..))
                 | Ok(Msg::Level(..))
-                | Ok(Msg::Leg(..)) => {}
+                | Ok(Msg::Leg(..))
+                | Ok(Msg::Probe(..)) => {}
                 Ok(Msg::Stop) => {
                     self.end(&mut ending, pid, true, "stopped".into(), Next::Exit, true);
                 }
@@ -493,6 +528,11 @@ impl Wrapper {
                         self.apply_cfg(*cfg);
                     }
                 }
+                Ok(Msg::Kill(reason)) if media.rec_alive && media.rtsp_down.is_some() => {
+                    // We know already (the RTSP leg is down, recording runs): the RTSP
+                    // probe brings publishing back; a restart now would only cost a gap.
+                    log::debug!("{name}: {reason}: RTSP leg already down, probing");
+                }
                 Ok(Msg::Kill(reason)) => {
                     if media.rec_alive {
                         // A backoff would stop the recording too: restart at once instead.
@@ -508,6 +548,11 @@ impl Wrapper {
             // Timers: escalate a graceful stop, catch a child that never starts or stalls.
             let now = Instant::now();
             if let Some(e) = ending.as_mut() {
+                if e.int_again_at.is_some_and(|t| now >= t) {
+                    log::info!("{name}: pid {pid} still running; SIGINT again");
+                    child::signal_group(pid, Signal::SIGINT);
+                    e.int_again_at = None;
+                }
                 if e.kill_at.is_some_and(|t| now >= t) {
                     log::warn!(
                         "{name}: pid {pid} ignored SIGINT for {:?}; SIGKILL",
@@ -570,6 +615,8 @@ impl Wrapper {
             initiated,
             reason,
             kill_at: graceful.then(|| Instant::now() + self.cfg.grace),
+            int_again_at: graceful
+                .then(|| Instant::now() + (self.cfg.grace / 2).min(Duration::from_secs(1))),
             then,
         });
     }

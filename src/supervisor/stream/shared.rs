@@ -64,6 +64,8 @@ pub struct Shared {
     pub slow: bool,
     /// False while the child's RTSP leg is down (recording keeps the child alive).
     pub publishing: bool,
+    /// Why not publishing (the RTSP leg's failure), while the recording runs.
+    pub publish_error: Option<String>,
     pub recording: Option<RecordingView>,
     pub level: Option<LevelView>,
 }
@@ -95,6 +97,7 @@ impl Shared {
             settled: false,
             slow: false,
             publishing: true,
+            publish_error: None,
             recording: None,
             level: None,
         }
@@ -177,6 +180,7 @@ impl Shared {
             settled: self.settled,
             notes: self.notes.clone(),
             publishing: self.publishing,
+            publish_error: self.publish_error.clone(),
             recording: self.recording.clone(),
             level: self.level.clone(),
         }
