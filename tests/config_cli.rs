@@ -3,7 +3,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::fake_host::FakeHost;
 use mediamtx_stream_manager::config::Settings;
@@ -55,17 +55,7 @@ impl Env {
 
 /// Run the binary with a clean environment (no inherited STREAM_MODE etc.).
 fn run(args: &[&str]) -> Output {
-    let mut c = Command::new(common::bin());
-    for v in [
-        "MEDIAMTX_STREAM_MANAGER_CONFIG",
-        "STREAM_MODE",
-        "MULTIPLEX_FILTER_TYPE",
-        "MULTIPLEX_STREAM_NAME",
-        "MEDIAMTX_HOST",
-        "RUST_LOG",
-    ] {
-        c.env_remove(v);
-    }
+    let mut c = common::clean_bin();
     c.args(args).output().expect("run binary")
 }
 

@@ -7,17 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn run_check(file: &Path) -> Output {
-    let mut c = Command::new(common::bin());
-    for v in [
-        "MEDIAMTX_STREAM_MANAGER_CONFIG",
-        "STREAM_MODE",
-        "MULTIPLEX_FILTER_TYPE",
-        "MULTIPLEX_STREAM_NAME",
-        "MEDIAMTX_HOST",
-        "RUST_LOG",
-    ] {
-        c.env_remove(v);
-    }
+    let mut c = common::clean_bin();
     c.args(["config", "--check", "-c"])
         .arg(file)
         .output()

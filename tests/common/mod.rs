@@ -14,6 +14,24 @@ pub fn bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_mediamtx-stream-manager")))
 }
 
+/// The binary with none of the environment it reads (the bash tool's `STREAM_MODE` etc.,
+/// a config path, `RUST_LOG`) inherited from whoever runs the tests.
+#[allow(dead_code)]
+pub fn clean_bin() -> std::process::Command {
+    let mut c = std::process::Command::new(bin());
+    for v in [
+        "MEDIAMTX_STREAM_MANAGER_CONFIG",
+        "STREAM_MODE",
+        "MULTIPLEX_FILTER_TYPE",
+        "MULTIPLEX_STREAM_NAME",
+        "MEDIAMTX_HOST",
+        "RUST_LOG",
+    ] {
+        c.env_remove(v);
+    }
+    c
+}
+
 /// Real ffmpeg on PATH; in CI its absence is a failure, elsewhere too (TESTING.md §3).
 pub fn require_ffmpeg() -> PathBuf {
     let out = std::process::Command::new("ffmpeg")

@@ -151,17 +151,7 @@ pub fn run_ours(dir: &Path, id: &str, root: &Path, conf: Option<&Path>) -> Ours 
         ),
     )
     .unwrap();
-    let mut c = Command::new(common::bin());
-    for v in [
-        "MEDIAMTX_STREAM_MANAGER_CONFIG",
-        "STREAM_MODE",
-        "MULTIPLEX_FILTER_TYPE",
-        "MULTIPLEX_STREAM_NAME",
-        "MEDIAMTX_HOST",
-        "RUST_LOG",
-    ] {
-        c.env_remove(v);
-    }
+    let mut c = common::clean_bin();
     let o = c
         .args(["config", "--json", "-c"])
         .arg(&toml)
