@@ -250,7 +250,11 @@ pub fn write_atomic(path: &Path, text: &[u8], mode: u32) -> io::Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    // Our pid and a sequence number: two threads replacing the same file never share a
+    // temp name. The name does not end like the target (node_exporter reads `*.prom`).
+    static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.{}.{seq}.tmp", std::process::id()));
     let _ = std::fs::remove_file(&tmp); // a leftover of a crashed run with our pid
     let result = (|| {
         let mut f = OpenOptions::new()

@@ -7,9 +7,8 @@
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The `/metrics` listener lives in `crate::http`.
 pub use crate::http::{serve, serve_listener};
@@ -179,40 +178,13 @@ pub fn valid_label_name(s: &str) -> bool {
 /// node_exporter never reads half a file; mode 0644 so it can read it at all. The temp
 /// name does not end in `.prom`, so the collector ignores it.
 pub fn write_textfile(path: &Path, text: &str) -> io::Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    static SEQ: AtomicUsize = AtomicUsize::new(0);
-    let name = path.file_name().ok_or_else(|| {
-        io::Error::new(
+    if path.file_name().is_none() {
+        return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("{}: metrics textfile path has no file name", path.display()),
-        )
-    })?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let tmp = dir.join(format!(
-        ".{}.{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        // The umask may have narrowed the mode at create time.
-        f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        ));
     }
-    result
+    crate::fsafe::write_atomic(path, text.as_bytes(), 0o644)
 }
 
 #[cfg(test)]
