@@ -1,8 +1,19 @@
 //! Starting and stopping one ffmpeg child (SPEC §6): own process group, SIGKILL when the
 //! spawning thread dies, default signal handling whatever the supervisor inherited, and a
 //! marker in its environment so `force-stop` and `monitor` recognise it exactly.
+//!
+//! Spawning must not cost more as the supervisor grows: `fork()` copies the page tables of
+//! a process with hundreds of threads and serialises on its memory map. So a child is
+//! started with std's `posix_spawn` path (vfork-like, no copy; it is taken because there
+//! is no `pre_exec` hook) and its own process group comes from the spawn attributes. What
+//! posix_spawn cannot do (PDEATHSIG, resetting ignored signals, closing stray
+//! descriptors) a tiny exec trampoline does: this same binary, entered at the top of
+//! `main` as `mediamtx-stream-manager __exec-child PARENT PROGRAM ARGS…` (`trampoline`),
+//! which then execs ffmpeg in the same process (docs/performance.md has its cost).
 
-use std::ffi::OsString;
+use std::ffi::{CString, OsString};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,6 +26,8 @@ pub const MARKER: &str = "MEDIAMTX_STREAM_MANAGER_STREAM";
 /// Environment variable naming the state dir of the supervisor that started the child,
 /// so one host's (or one test's) supervisor never touches another's children.
 pub const MARKER_STATE: &str = "MEDIAMTX_STREAM_MANAGER_STATE";
+/// The hidden first argument that makes this binary the exec trampoline.
+pub const TRAMPOLINE: &str = "__exec-child";
 
 /// What to run for one stream.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,62 +41,166 @@ pub struct ChildSpec {
 /// Spawn with stdin from /dev/null and stdout/stderr piped.
 ///
 /// Must be called from the thread that will wait for the child: `PR_SET_PDEATHSIG`
-/// fires when the *thread* that forked exits.
+/// fires when the *thread* that spawned exits.
 pub fn spawn(spec: &ChildSpec, stream: &str, state_dir: &Path) -> std::io::Result<Child> {
-    let mut cmd = Command::new(&spec.program);
-    cmd.args(&spec.args)
+    // The trampoline can only report a failed exec as an exit: say "cannot start" here
+    // for the usual causes (missing, not executable), as a direct spawn would.
+    let path_env = spec
+        .env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone())
+        .or_else(|| std::env::var_os("PATH"));
+    resolve(&spec.program, path_env.as_deref())?;
+    // `/proc/self/exe` is resolved in the new process, before its exec: always this very
+    // binary, even when the file was replaced by an upgrade since the supervisor started.
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.arg0("mediamtx-stream-manager")
+        .arg(TRAMPOLINE)
+        .arg(std::process::id().to_string())
+        .arg(&spec.program)
+        .args(&spec.args)
         .env(MARKER, stream)
         .env(MARKER_STATE, state_dir)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let parent = std::process::id() as i32;
-    // SAFETY: only async-signal-safe calls (setpgid, prctl, sigprocmask, signal, getppid, _exit).
-    unsafe {
-        cmd.pre_exec(move || {
-            nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
-            // The parent may have died between fork and prctl: then nobody would kill us.
-            if nix::unistd::getppid().as_raw() != parent {
-                libc::_exit(1);
-            }
-            SigSet::empty().thread_set_mask()?;
-            // Ignored signals survive exec; a supervisor started with `&` ignores SIGINT and
-            // its ffmpeg would then ignore our graceful stop.
-            // Only stdin, stdout and stderr cross exec: anything else still open (a
-            // descriptor some library opened without O_CLOEXEC) is marked close-on-exec.
-            // Marking, not closing: std's exec-error pipe must stay open until exec.
-            // close_range needs Linux 5.11 and may be refused by a seccomp filter: then
-            // mark each open descriptor by hand.
-            if libc::syscall(
-                libc::SYS_close_range,
-                3u32,
-                u32::MAX,
-                libc::CLOSE_RANGE_CLOEXEC,
-            ) != 0
-            {
-                cloexec_each_from(3);
-            }
-            for sig in [
-                Signal::SIGINT,
-                Signal::SIGTERM,
-                Signal::SIGHUP,
-                Signal::SIGQUIT,
-                Signal::SIGPIPE,
-            ] {
-                nix::sys::signal::signal(sig, SigHandler::SigDfl)?;
-            }
-            Ok(())
-        });
-    }
+        .stderr(Stdio::piped())
+        .process_group(0);
     let child = cmd.spawn()?;
     record_group(state_dir, stream, child.id() as i32);
     Ok(child)
 }
 
+/// Where `program` would be found (a path, or a name looked up in `path`), or the error
+/// `execvp` would give: ENOENT when nowhere, EACCES when not an executable file.
+pub fn resolve(program: &Path, path: Option<&std::ffi::OsStr>) -> std::io::Result<PathBuf> {
+    let usable = |p: &Path| -> std::io::Result<()> {
+        let c = CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| std::io::Error::from_raw_os_error(libc::ENOENT))?;
+        let meta = std::fs::metadata(p)?;
+        // SAFETY: access on a valid C string.
+        if !meta.is_file() || unsafe { libc::access(c.as_ptr(), libc::X_OK) } != 0 {
+            return Err(std::io::Error::from_raw_os_error(libc::EACCES));
+        }
+        Ok(())
+    };
+    if program.as_os_str().as_bytes().contains(&b'/') {
+        return usable(program).map(|_| program.to_path_buf());
+    }
+    let mut err = std::io::Error::from_raw_os_error(libc::ENOENT);
+    let dirs = path.unwrap_or(std::ffi::OsStr::new("/usr/local/bin:/usr/bin:/bin"));
+    for dir in std::env::split_paths(dirs) {
+        let cand = dir.join(program);
+        match usable(&cand) {
+            Ok(()) => return Ok(cand),
+            Err(e) if e.raw_os_error() == Some(libc::EACCES) => err = e,
+            Err(_) => {}
+        }
+    }
+    Err(err)
+}
+
+/// The exec trampoline (see the module doc): `args` = [PARENT, PROGRAM, ARGS…]. Runs in
+/// the freshly spawned child, single-threaded, before anything else of `main`; never
+/// returns. Exit 127 with a line on stderr (the stream's log) when ffmpeg cannot be run.
+pub fn trampoline(args: &[OsString]) -> ! {
+    let fail = |what: &str| -> ! {
+        eprintln!("mediamtx-stream-manager: cannot start child: {what}");
+        // SAFETY: ends this process at once.
+        unsafe { libc::_exit(127) }
+    };
+    let (Some(parent), Some(program)) = (args.first(), args.get(1)) else {
+        fail("usage: __exec-child PARENT PROGRAM [ARGS...]");
+    };
+    let parent: i32 = parent
+        .to_str()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| fail("bad parent pid"));
+    if let Err(e) = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL) {
+        fail(&format!("PR_SET_PDEATHSIG: {}", e.desc()));
+    }
+    // The spawning thread may have died before prctl: then nobody would kill us.
+    if nix::unistd::getppid().as_raw() != parent {
+        // SAFETY: ends this process at once.
+        unsafe { libc::_exit(1) }
+    }
+    let _ = SigSet::empty().thread_set_mask();
+    // Ignored signals survive exec; a supervisor started with `&` ignores SIGINT and its
+    // ffmpeg would then ignore our graceful stop. Rust's runtime ignores SIGPIPE.
+    for sig in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGPIPE,
+    ] {
+        // SAFETY: single-threaded, about to exec.
+        let _ = unsafe { nix::sys::signal::signal(sig, SigHandler::SigDfl) };
+    }
+    // Only stdin, stdout and stderr cross exec. Every descriptor of the supervisor is
+    // close-on-exec already; this catches one a library opened without it. close_range
+    // needs Linux 5.9 and may be refused by a seccomp filter: then mark each by hand.
+    // SAFETY: nothing of ours above 2 is in use in this process.
+    if unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) } != 0 {
+        cloexec_each_from(3);
+    }
+    let Ok(prog) = CString::new(program.as_bytes()) else {
+        fail("program name contains a NUL byte");
+    };
+    let argv: Vec<CString> = args[1..]
+        .iter()
+        .filter_map(|a| CString::new(a.as_bytes()).ok())
+        .collect();
+    let err = nix::unistd::execvp(&prog, &argv).unwrap_err();
+    fail(&format!("{}: {}", program.to_string_lossy(), err.desc()))
+}
+
+/// A pidfd for `pid` (Linux >= 5.3): readable once the process exits. Close-on-exec.
+pub fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
+    // SAFETY: plain syscall; returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0u32) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just gave us this descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// How a wrapper learns its child exited, for `diagnose`: a pidfd in its poll, or (older
+/// kernels, or a seccomp filter refusing pidfd_open) a look every 100 ms.
+pub fn exit_watch() -> &'static str {
+    match pidfd_open(std::process::id()) {
+        Ok(_) => "pidfd (Linux >= 5.3): the wrapper's poll wakes at the exit",
+        Err(_) => "no pidfd on this kernel: the wrapper looks for the exit every 100 ms",
+    }
+}
+
+/// A supervisor holds about five descriptors per stream (pipes, pidfd, mailbox, log):
+/// raise the soft RLIMIT_NOFILE to the hard one so 256 streams fit under a 1024 default.
+/// We never use select(), so a high limit is safe.
+pub fn raise_nofile() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit on a live struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max.min(1 << 20);
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                log::debug!(
+                    "cannot raise RLIMIT_NOFILE: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
+    }
+}
+
 /// Mark every open descriptor from `first` up close-on-exec, one by one (the fallback when
-/// `close_range` is missing). Async-signal-safe: only getrlimit and fcntl, no allocation.
+/// `close_range` is missing). Only getrlimit and fcntl, no allocation.
 /// Descriptors at or above the soft RLIMIT_NOFILE cannot have been opened under it.
 pub fn cloexec_each_from(first: i32) {
     let mut lim = libc::rlimit {

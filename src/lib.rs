@@ -38,6 +38,11 @@ use exit::{Error, Exit};
 
 /// Parse the command line, run, print any error once, return the exit code.
 pub fn main_entry() -> ExitCode {
+    // A child being spawned (child.rs): straight to ffmpeg, before anything else runs.
+    let mut args = std::env::args_os();
+    if args.nth(1).is_some_and(|a| a == child::TRAMPOLINE) {
+        child::trampoline(&args.collect::<Vec<_>>());
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

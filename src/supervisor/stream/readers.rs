@@ -1,22 +1,31 @@
-//! The threads that read a child's pipes: `-progress` blocks from stdout; stderr into the
-//! rotating log, the exit-reason tail, silence, levels and tee leg events.
+//! What the wrapper's one `poll` waits on while a child runs (`ChildIo`): `-progress`
+//! blocks from stdout; stderr into the rotating log, the exit-reason tail, silence, levels
+//! and tee leg events; the child's exit through a pidfd; and the wrapper's mailbox. All
+//! of it turns into the same `Msg`s the wrapper's loop has always handled.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read};
-use std::sync::mpsc::Sender;
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, ChildStderr, ChildStdout, ExitStatus};
+use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
+use std::time::{Duration, Instant};
 
+use nix::sys::signal::Signal;
+
+use super::mailbox::{poll_ms, Rx};
 use super::Msg;
+use crate::child;
 use crate::ffmpeg::progress::{self, ProgressParser};
 use crate::logs::RotatingLog;
 
 const TAIL_LINES: usize = 30;
-
-pub(super) fn spawn_named(name: String, f: impl FnOnce() + Send + 'static) {
-    let short: String = name.chars().take(15).collect();
-    if let Err(e) = std::thread::Builder::new().name(short).spawn(f) {
-        log::error!("cannot start thread {name}: {e}");
-    }
-}
+/// A line longer than this is cut (a child cannot make the wrapper buffer without end).
+const MAX_LINE: usize = 64 * 1024;
+/// After the exit, how long stderr may take to deliver ffmpeg's last words (the reason).
+const DRAIN: Duration = Duration::from_millis(300);
+/// Without a pidfd (Linux < 5.3), how often the wrapper looks whether its child exited.
+const EXIT_POLL: Duration = Duration::from_millis(100);
 
 /// Credentials never reach a log: redact any URL argument.
 pub(super) fn redact_args(args: &[String]) -> String {
@@ -32,23 +41,51 @@ pub(super) fn redact_args(args: &[String]) -> String {
         .join(" ")
 }
 
-pub(super) fn read_progress(out: impl Read, gen: u64, tx: Sender<Msg>) {
-    let mut parser = ProgressParser::default();
-    let mut reader = BufReader::new(out);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {
-                let line = String::from_utf8_lossy(&buf);
-                if let Some(p) = parser.feed(line.trim_end()) {
-                    if tx.send(Msg::Progress(gen, p)).is_err() {
-                        return;
-                    }
-                }
+/// Splits bytes into lines across reads.
+#[derive(Default)]
+struct Lines {
+    buf: Vec<u8>,
+}
+
+impl Lines {
+    /// Feed `data`, calling `f` with each complete line (with its `\n`, as `read_until`
+    /// gave it). `eof`: pass a last unterminated line too.
+    fn feed(&mut self, data: &[u8], eof: bool, mut f: impl FnMut(&[u8])) {
+        let mut rest = data;
+        while let Some(i) = rest.iter().position(|b| *b == b'\n') {
+            if self.buf.is_empty() {
+                f(&rest[..=i]);
+            } else {
+                self.buf.extend_from_slice(&rest[..=i]);
+                f(&self.buf);
+                self.buf.clear();
             }
+            rest = &rest[i + 1..];
         }
+        self.buf.extend_from_slice(rest);
+        if self.buf.len() > MAX_LINE || (eof && !self.buf.is_empty()) {
+            f(&self.buf);
+            self.buf.clear();
+        }
+    }
+}
+
+/// `-progress` blocks from stdout.
+#[derive(Default)]
+pub(super) struct ProgressReader {
+    parser: ProgressParser,
+    lines: Lines,
+}
+
+impl ProgressReader {
+    fn feed(&mut self, data: &[u8], eof: bool, gen: u64, out: &mut VecDeque<Msg>) {
+        let parser = &mut self.parser;
+        self.lines.feed(data, eof, |l| {
+            let line = String::from_utf8_lossy(l);
+            if let Some(p) = parser.feed(line.trim_end()) {
+                out.push_back(Msg::Progress(gen, p));
+            }
+        });
     }
 }
 
@@ -59,73 +96,311 @@ pub(super) struct Wants {
     pub(super) levels: bool,
 }
 
-/// Copy stderr into the rotating log, keep the last lines for the exit reason, and pass
-/// silencedetect events, levels and tee leg failures on. Level prints (one per second)
-/// stay out of the log and the tail. Returns the tail when ffmpeg closes stderr.
-pub(super) fn read_stderr(
-    err: impl Read,
-    gen: u64,
-    tx: Sender<Msg>,
-    mut log: Option<RotatingLog>,
-    header: String,
+/// Copies stderr into the rotating log, keeps the last lines for the exit reason, and
+/// passes silencedetect events, levels and tee leg failures on. Level prints (one per
+/// second) stay out of the log and the tail.
+pub(super) struct StderrReader {
+    peak: Option<f64>,
+    tail: VecDeque<String>,
+    log: Option<RotatingLog>,
     want: Wants,
-    name: &str,
-) -> Vec<String> {
-    let mut peak: Option<f64> = None;
-    let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
-    if let Some(l) = log.as_mut() {
-        l.line(&header);
-    }
-    let mut reader = BufReader::with_capacity(64 * 1024, err);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
+    lines: Lines,
+}
+
+impl StderrReader {
+    pub(super) fn new(mut log: Option<RotatingLog>, header: &str, want: Wants) -> StderrReader {
+        if let Some(l) = log.as_mut() {
+            l.line(header);
         }
+        StderrReader {
+            peak: None,
+            tail: VecDeque::with_capacity(TAIL_LINES),
+            log,
+            want,
+            lines: Lines::default(),
+        }
+    }
+
+    fn feed(&mut self, data: &[u8], eof: bool, gen: u64, out: &mut VecDeque<Msg>) {
+        let mut lines = std::mem::take(&mut self.lines);
+        lines.feed(data, eof, |l| self.line(l, gen, out));
+        self.lines = lines;
+        if eof {
+            if let Some(l) = self.log.as_mut() {
+                l.flush_repeats();
+            }
+        }
+    }
+
+    fn line(&mut self, buf: &[u8], gen: u64, out: &mut VecDeque<Msg>) {
         // ffmpeg uses \r for in-place updates; keep the last segment.
-        let text = String::from_utf8_lossy(&buf);
+        let text = String::from_utf8_lossy(buf);
         let line = text.trim_end().rsplit('\r').next().unwrap_or("").trim_end();
         let redacted = crate::util::redact_text(line);
         let line = redacted.as_str();
         if line.is_empty() {
-            continue;
+            return;
         }
-        if want.levels {
+        if self.want.levels {
             if let Some((kind, db)) = progress::level_line(line) {
                 if kind == "peak" {
-                    peak = Some(db);
+                    self.peak = Some(db);
                 } else {
-                    let _ = tx.send(Msg::Level(gen, peak.take().unwrap_or(db), db));
+                    out.push_back(Msg::Level(gen, self.peak.take().unwrap_or(db), db));
                 }
-                continue;
+                return;
             }
             if progress::is_metadata_frame_line(line) {
-                continue;
+                return;
             }
         }
         if let Some((leg, why)) = progress::tee_leg_failed(line) {
-            let _ = tx.send(Msg::Leg(gen, leg, why));
+            out.push_back(Msg::Leg(gen, leg, why));
         }
-        if let Some(l) = log.as_mut() {
+        if let Some(l) = self.log.as_mut() {
             l.line(line);
         }
-        if want.silence {
+        if self.want.silence {
             if let Some(silent) = progress::silence_event(line) {
-                let _ = tx.send(Msg::Silence(gen, silent));
+                out.push_back(Msg::Silence(gen, silent));
             }
         }
-        if tail.back().map(String::as_str) != Some(line) {
-            if tail.len() == TAIL_LINES {
-                tail.pop_front();
+        if self.tail.back().map(String::as_str) != Some(line) {
+            if self.tail.len() == TAIL_LINES {
+                self.tail.pop_front();
             }
-            tail.push_back(line.to_string());
+            self.tail.push_back(line.to_string());
         }
     }
-    if let Some(l) = log.as_mut() {
-        l.flush_repeats();
+
+    fn take_tail(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.tail).into_iter().collect()
     }
-    log::debug!("{name}: stderr closed");
-    tail.into_iter().collect()
+}
+
+/// Everything of one running child the wrapper waits on, in one `poll`: stdout, stderr,
+/// its pidfd (or, on kernels without pidfds, a look every `EXIT_POLL`) and the mailbox.
+pub(super) struct ChildIo {
+    gen: u64,
+    proc: Child,
+    pid: u32,
+    stdout: Option<ChildStdout>,
+    stderr: Option<ChildStderr>,
+    pidfd: Option<OwnedFd>,
+    progress: ProgressReader,
+    err: StderrReader,
+    /// Messages made from the child's output, handed out before anything else.
+    queue: VecDeque<Msg>,
+    /// The child is reaped: its status and until when stderr may still drain.
+    exited: Option<(ExitStatus, Instant)>,
+    name: String,
+    buf: Box<[u8]>,
+}
+
+fn set_nonblocking(fd: i32) {
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe {
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        if fl >= 0 {
+            libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
+        }
+    }
+}
+
+/// Read once from a nonblocking pipe: `Some(n)` bytes (0 = EOF), `None` = nothing yet.
+fn read_some(r: &mut impl Read, buf: &mut [u8]) -> Option<usize> {
+    match r.read(buf) {
+        Ok(n) => Some(n),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::WouldBlock
+                || e.kind() == std::io::ErrorKind::Interrupted =>
+        {
+            None
+        }
+        Err(_) => Some(0),
+    }
+}
+
+impl ChildIo {
+    pub(super) fn new(gen: u64, mut proc: Child, err: StderrReader, name: &str) -> ChildIo {
+        let pid = proc.id();
+        let stdout = proc.stdout.take();
+        let stderr = proc.stderr.take();
+        if let Some(o) = &stdout {
+            set_nonblocking(o.as_raw_fd());
+        }
+        if let Some(e) = &stderr {
+            set_nonblocking(e.as_raw_fd());
+        }
+        ChildIo {
+            gen,
+            pid,
+            pidfd: child::pidfd_open(pid).ok(),
+            proc,
+            stdout,
+            stderr,
+            progress: ProgressReader::default(),
+            err,
+            queue: VecDeque::new(),
+            exited: None,
+            name: name.to_string(),
+            buf: vec![0u8; 64 * 1024].into_boxed_slice(),
+        }
+    }
+
+    /// The next message for the wrapper, from its child or its mailbox, waiting at most
+    /// `wait`: the wrapper's `recv_timeout`. `Msg::Exited` comes once the child is reaped
+    /// and its stderr closed (or `DRAIN` passed), with the tail for the exit reason.
+    pub(super) fn next(&mut self, rx: &Rx, wait: Duration) -> Result<Msg, RecvTimeoutError> {
+        let until = Instant::now() + wait;
+        loop {
+            if let Some(m) = self.queue.pop_front() {
+                return Ok(m);
+            }
+            match rx.try_recv() {
+                Ok(m) => return Ok(m),
+                Err(TryRecvError::Disconnected) => return Err(RecvTimeoutError::Disconnected),
+                Err(TryRecvError::Empty) => {}
+            }
+            let now = Instant::now();
+            if self.exited.is_none() && (self.pidfd.is_none() || self.outputs_closed()) {
+                self.try_reap();
+            }
+            if let Some((status, drain_until)) = self.exited {
+                if self.stderr.is_none() || now >= drain_until {
+                    // Whatever is left unread stays unread: the child is gone.
+                    self.stderr = None;
+                    self.stdout = None;
+                    self.exited = Some((status, now + Duration::from_secs(3600)));
+                    return Ok(Msg::Exited(self.gen, status, self.err.take_tail()));
+                }
+            }
+            if now >= until {
+                return Err(RecvTimeoutError::Timeout);
+            }
+            let mut due = until;
+            if let Some((_, d)) = self.exited {
+                due = due.min(d);
+            } else if self.pidfd.is_none() {
+                due = due.min(now + EXIT_POLL);
+            }
+            self.poll_once(rx, due.saturating_duration_since(now));
+        }
+    }
+
+    fn outputs_closed(&self) -> bool {
+        self.stdout.is_none() && self.stderr.is_none()
+    }
+
+    fn poll_once(&mut self, rx: &Rx, wait: Duration) {
+        let none = -1;
+        let fd_of = |o: Option<i32>| o.unwrap_or(none);
+        let mut fds = [
+            libc::pollfd {
+                fd: rx.fd().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: fd_of(self.stdout.as_ref().map(|o| o.as_raw_fd())),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: fd_of(self.stderr.as_ref().map(|o| o.as_raw_fd())),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: fd_of(
+                    self.pidfd
+                        .as_ref()
+                        .filter(|_| self.exited.is_none())
+                        .map(|p| p.as_raw_fd()),
+                ),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: four valid pollfds (a negative fd is skipped by the kernel).
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, poll_ms(wait)) };
+        if n <= 0 {
+            return;
+        }
+        if fds[0].revents != 0 {
+            rx.clear();
+        }
+        if fds[1].revents != 0 {
+            if let Some(o) = self.stdout.as_mut() {
+                match read_some(o, &mut self.buf) {
+                    Some(0) => {
+                        self.progress.feed(&[], true, self.gen, &mut self.queue);
+                        self.stdout = None;
+                    }
+                    Some(k) => self
+                        .progress
+                        .feed(&self.buf[..k], false, self.gen, &mut self.queue),
+                    None => {}
+                }
+            }
+        }
+        if fds[2].revents != 0 {
+            if let Some(e) = self.stderr.as_mut() {
+                match read_some(e, &mut self.buf) {
+                    Some(0) => {
+                        self.err.feed(&[], true, self.gen, &mut self.queue);
+                        self.stderr = None;
+                        log::debug!("{}: stderr closed", self.name);
+                    }
+                    Some(k) => self
+                        .err
+                        .feed(&self.buf[..k], false, self.gen, &mut self.queue),
+                    None => {}
+                }
+            }
+        }
+        if fds[3].revents != 0 {
+            self.try_reap();
+        }
+    }
+
+    /// Reap the child if it has exited. Anything ffmpeg forked dies with it: its inherited
+    /// pipes then close, so stderr reaches EOF at once instead of when a straggler exits.
+    fn try_reap(&mut self) {
+        let status = match self.proc.try_wait() {
+            Ok(Some(s)) => s,
+            Ok(None) => return,
+            // Somebody else reaped it (cannot happen here): treat it as gone.
+            Err(_) => ExitStatus::from_raw(0),
+        };
+        child::signal_group(self.pid, Signal::SIGKILL);
+        self.pidfd = None;
+        self.exited = Some((status, Instant::now() + DRAIN));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_split_across_reads_and_flushed_at_eof() {
+        let mut l = Lines::default();
+        let mut got: Vec<String> = Vec::new();
+        let mut push = |b: &[u8]| got.push(String::from_utf8_lossy(b).into_owned());
+        l.feed(b"a=1\nb=", false, &mut push);
+        l.feed(b"2\nc", false, &mut push);
+        l.feed(b"", true, &mut push);
+        assert_eq!(got, ["a=1\n", "b=2\n", "c"]);
+    }
+
+    #[test]
+    fn an_endless_line_is_cut() {
+        let mut l = Lines::default();
+        let mut n = 0;
+        let big = vec![b'x'; MAX_LINE + 1];
+        l.feed(&big, false, |_| n += 1);
+        assert_eq!(n, 1);
+        assert!(l.buf.is_empty());
+    }
 }
