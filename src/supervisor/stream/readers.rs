@@ -193,6 +193,8 @@ pub(super) struct ChildIo {
     queue: VecDeque<Msg>,
     /// The child is reaped: its status and until when stderr may still drain.
     exited: Option<(ExitStatus, Instant)>,
+    /// Every sender is gone (a removed stream): reported once as `Disconnected`.
+    mailbox_gone: bool,
     name: String,
     buf: Box<[u8]>,
 }
@@ -243,6 +245,7 @@ impl ChildIo {
             err,
             queue: VecDeque::new(),
             exited: None,
+            mailbox_gone: false,
             name: name.to_string(),
             buf: vec![0u8; 64 * 1024].into_boxed_slice(),
         }
@@ -259,8 +262,12 @@ impl ChildIo {
             }
             match rx.try_recv() {
                 Ok(m) => return Ok(m),
-                Err(TryRecvError::Disconnected) => return Err(RecvTimeoutError::Disconnected),
-                Err(TryRecvError::Empty) => {}
+                // Said once: the wrapper then ends its child and keeps waiting for the exit.
+                Err(TryRecvError::Disconnected) if !self.mailbox_gone => {
+                    self.mailbox_gone = true;
+                    return Err(RecvTimeoutError::Disconnected);
+                }
+                Err(_) => {}
             }
             let now = Instant::now();
             if self.exited.is_none() && (self.pidfd.is_none() || self.outputs_closed()) {
