@@ -618,15 +618,41 @@ mod tests {
         let _ = c.wait();
     }
 
+    /// (`spawn` itself runs the trampoline of the built binary: the integration tests
+    /// drive it; a unit-test binary has no trampoline.)
     #[test]
-    fn spawn_records_the_group() {
+    fn resolve_finds_programs_like_execvp() {
+        use std::os::unix::fs::PermissionsExt;
         let d = tempfile::tempdir().unwrap();
-        let spec = ChildSpec {
-            program: "/bin/sleep".into(),
-            args: vec!["5".into()],
-            env: Vec::new(),
-        };
-        let mut c = spawn(&spec, "a/b", d.path()).unwrap();
+        let exe = d.path().join("tool");
+        std::fs::write(&exe, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let plain = d.path().join("plain");
+        std::fs::write(&plain, "").unwrap();
+        std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let path = Some(d.path().as_os_str());
+        let err = |p: &str, path| resolve(Path::new(p), path).unwrap_err().raw_os_error();
+        // (program, PATH, found or errno)
+        assert_eq!(resolve(&exe, None).unwrap(), exe);
+        assert_eq!(resolve(Path::new("tool"), path).unwrap(), exe);
+        assert_eq!(err("nope", path), Some(libc::ENOENT));
+        assert_eq!(
+            err(d.path().join("nope").to_str().unwrap(), None),
+            Some(libc::ENOENT)
+        );
+        assert_eq!(err(d.path().to_str().unwrap(), None), Some(libc::EACCES));
+        assert_eq!(err(plain.to_str().unwrap(), None), Some(libc::EACCES));
+    }
+
+    #[test]
+    fn a_recorded_group_is_killed_by_the_next_start() {
+        let d = tempfile::tempdir().unwrap();
+        let mut c = Command::new("/bin/sleep")
+            .arg("5")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        record_group(d.path(), "a/b", c.id() as i32);
         let text = std::fs::read_to_string(groups_dir(d.path()).join("a_b")).unwrap();
         assert_eq!(group_is_ours(&text, &boot_id()), Some(c.id() as i32));
         assert_eq!(kill_leftovers(d.path()), vec![c.id() as i32]);

@@ -390,6 +390,98 @@ impl ChildIo {
 mod tests {
     use super::*;
 
+    /// A shell child in its own group, with pipes, as the wrapper gets it.
+    fn shell(script: &str) -> Child {
+        use std::os::unix::process::CommandExt;
+        std::process::Command::new("/bin/sh")
+            .args(["-c", script])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap()
+    }
+
+    /// Every message until the exit, with how long the exit took to arrive.
+    fn run_to_exit(mut io: ChildIo, rx: &Rx) -> (Vec<Msg>, Duration) {
+        let t0 = Instant::now();
+        let mut got = Vec::new();
+        while t0.elapsed() < Duration::from_secs(10) {
+            match io.next(rx, Duration::from_millis(500)) {
+                Ok(m @ Msg::Exited(..)) => {
+                    got.push(m);
+                    return (got, t0.elapsed());
+                }
+                Ok(m) => got.push(m),
+                Err(_) => {}
+            }
+        }
+        panic!("no exit within 10 s");
+    }
+
+    /// Progress, stderr tail and exit arrive through one poll, with a pidfd and without
+    /// one (the fallback for kernels before 5.3), and a grandchild holding the pipes open
+    /// does not hold the exit back (its group is killed at the exit).
+    #[test]
+    fn one_poll_delivers_progress_tail_and_exit() {
+        let script = "sleep 30 & printf 'out_time_us=5\\nprogress=continue\\n'; \
+                      echo 'first words' >&2; echo 'last words' >&2; exit 3";
+        for with_pidfd in [true, false] {
+            let (_tx, rx) = super::super::mailbox::channel().unwrap();
+            let want = Wants {
+                silence: false,
+                levels: false,
+            };
+            let err = StderrReader::new(None, "header", want);
+            let mut io = ChildIo::new(7, shell(script), err, "t");
+            if !with_pidfd {
+                io.pidfd = None;
+            }
+            let (got, took) = run_to_exit(io, &rx);
+            assert!(
+                matches!(got.first(), Some(Msg::Progress(7, p)) if p.out_time_us == Some(5)),
+                "pidfd {with_pidfd}: progress first"
+            );
+            let Some(Msg::Exited(7, status, tail)) = got.last() else {
+                unreachable!()
+            };
+            assert_eq!(status.code(), Some(3), "pidfd {with_pidfd}");
+            assert_eq!(tail, &["first words", "last words"], "pidfd {with_pidfd}");
+            assert!(
+                took < Duration::from_secs(3),
+                "pidfd {with_pidfd}: {took:?}"
+            );
+        }
+    }
+
+    /// A command in the mailbox wakes the poll at once while the child runs quietly.
+    #[test]
+    fn a_command_wakes_the_poll() {
+        let (tx, rx) = super::super::mailbox::channel().unwrap();
+        let want = Wants {
+            silence: false,
+            levels: false,
+        };
+        let mut proc = shell("exec sleep 30");
+        let pid = proc.id();
+        proc.stdout.take();
+        let err = StderrReader::new(None, "header", want);
+        let mut io = ChildIo::new(1, proc, err, "t");
+        let sender = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            let _ = tx.send(Msg::Restart);
+            tx
+        });
+        let t0 = Instant::now();
+        let m = io.next(&rx, Duration::from_secs(20));
+        assert!(matches!(m, Ok(Msg::Restart)));
+        assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+        drop(sender.join());
+        child::signal_group(pid, Signal::SIGKILL);
+        let (got, _) = run_to_exit(io, &rx);
+        assert!(matches!(got.last(), Some(Msg::Exited(1, s, _)) if s.signal() == Some(9)));
+    }
+
     #[test]
     fn lines_are_split_across_reads_and_flushed_at_eof() {
         let mut l = Lines::default();
