@@ -196,8 +196,11 @@ pub(super) struct ChildIo {
     /// Every sender is gone (a removed stream): reported once as `Disconnected`.
     mailbox_gone: bool,
     name: String,
-    buf: Box<[u8]>,
 }
+
+/// One read's worth: a `-progress` block is ~250 bytes; a burst of stderr takes several
+/// reads (poll is level-triggered). On the stack: 256 wrappers do not keep 256 buffers.
+const READ_BUF: usize = 8 * 1024;
 
 fn set_nonblocking(fd: i32) {
     // SAFETY: fcntl on a descriptor we own.
@@ -247,7 +250,6 @@ impl ChildIo {
             exited: None,
             mailbox_gone: false,
             name: name.to_string(),
-            buf: vec![0u8; 64 * 1024].into_boxed_slice(),
         }
     }
 
@@ -337,23 +339,24 @@ impl ChildIo {
         if fds[0].revents != 0 {
             rx.clear();
         }
+        let mut buf = [0u8; READ_BUF];
         if fds[1].revents != 0 {
             if let Some(o) = self.stdout.as_mut() {
-                match read_some(o, &mut self.buf) {
+                match read_some(o, &mut buf) {
                     Some(0) => {
                         self.progress.feed(&[], true, self.gen, &mut self.queue);
                         self.stdout = None;
                     }
                     Some(k) => self
                         .progress
-                        .feed(&self.buf[..k], false, self.gen, &mut self.queue),
+                        .feed(&buf[..k], false, self.gen, &mut self.queue),
                     None => {}
                 }
             }
         }
         if fds[2].revents != 0 {
             if let Some(e) = self.stderr.as_mut() {
-                match read_some(e, &mut self.buf) {
+                match read_some(e, &mut buf) {
                     Some(0) => {
                         self.err.feed(&[], true, self.gen, &mut self.queue);
                         self.stderr = None;
@@ -361,7 +364,7 @@ impl ChildIo {
                     }
                     Some(k) => self
                         .err
-                        .feed(&self.buf[..k], false, self.gen, &mut self.queue),
+                        .feed(&buf[..k], false, self.gen, &mut self.queue),
                     None => {}
                 }
             }
