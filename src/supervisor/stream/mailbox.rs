@@ -51,9 +51,15 @@ impl Tx {
 }
 
 impl Drop for Tx {
-    /// The last sender gone is news too (`Disconnected`): wake the wrapper to see it.
+    /// The last sender gone is news too (`Disconnected`): wake the wrapper to see it. Not
+    /// for every clone (the poller clones the registry at each poll): only when no other
+    /// sender seems left (this one and the receiver). Two last senders dropped at the same
+    /// moment may both miss it; the wrapper then sees it at its next wake-up (Stop is
+    /// always sent before a handle is dropped, so this is only a fallback).
     fn drop(&mut self) {
-        ring(&self.wake);
+        if Arc::strong_count(&self.wake) <= 2 {
+            ring(&self.wake);
+        }
     }
 }
 
