@@ -3,31 +3,25 @@
 //! marker in its environment so `force-stop` and `monitor` recognise it exactly.
 //!
 //! Spawning must not cost more as the supervisor grows: `fork()` copies the page tables of
-//! a process with hundreds of threads and serialises on its memory map. So a child is
-//! started with std's `posix_spawn` path (vfork-like, no copy; it is taken because there
-//! is no `pre_exec` hook) and its own process group comes from the spawn attributes. What
-//! posix_spawn cannot do (PDEATHSIG, resetting ignored signals, closing stray
-//! descriptors) a tiny exec trampoline does: this same binary, entered at the top of
-//! `main` as `mediamtx-stream-manager __exec-child PARENT PROGRAM ARGS…` (`trampoline`),
-//! which then execs ffmpeg in the same process (docs/performance.md has its cost).
+//! a process with hundreds of threads and serialises on its memory map. `crate::spawn`
+//! starts a child with `clone(CLONE_VM | CLONE_VFORK)` (what posix_spawn does) and sets
+//! the process group, PDEATHSIG, signals and descriptors in the child before exec.
 
 use std::ffi::{CString, OsString};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 
-use nix::sys::signal::{killpg, SigHandler, SigSet, Signal};
+use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
+
+pub use crate::spawn::Proc;
 
 /// Environment variable naming the stream a child belongs to.
 pub const MARKER: &str = "MEDIAMTX_STREAM_MANAGER_STREAM";
 /// Environment variable naming the state dir of the supervisor that started the child,
 /// so one host's (or one test's) supervisor never touches another's children.
 pub const MARKER_STATE: &str = "MEDIAMTX_STREAM_MANAGER_STATE";
-/// The hidden first argument that makes this binary the exec trampoline.
-pub const TRAMPOLINE: &str = "__exec-child";
 
 /// What to run for one stream.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,39 +36,33 @@ pub struct ChildSpec {
 ///
 /// Must be called from the thread that will wait for the child: `PR_SET_PDEATHSIG`
 /// fires when the *thread* that spawned exits.
-pub fn spawn(spec: &ChildSpec, stream: &str, state_dir: &Path) -> std::io::Result<Child> {
-    // The trampoline can only report a failed exec as an exit: say "cannot start" here
-    // for the usual causes (missing, not executable), as a direct spawn would.
-    let path_env = spec
-        .env
+pub fn spawn(spec: &ChildSpec, stream: &str, state_dir: &Path) -> std::io::Result<Proc> {
+    // The environment: ours, the markers, then the spec's extras (later wins).
+    let mut env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    let mut set = |k: OsString, v: OsString| match env.iter_mut().find(|(x, _)| *x == k) {
+        Some(e) => e.1 = v,
+        None => env.push((k, v)),
+    };
+    set(MARKER.into(), stream.into());
+    set(MARKER_STATE.into(), state_dir.as_os_str().to_owned());
+    for (k, v) in &spec.env {
+        set(k.clone(), v.clone());
+    }
+    let path_env = env
         .iter()
-        .rev()
         .find(|(k, _)| k == "PATH")
-        .map(|(_, v)| v.clone())
-        .or_else(|| std::env::var_os("PATH"));
-    resolve(&spec.program, path_env.as_deref())?;
-    // `/proc/self/exe` is resolved in the new process, before its exec: always this very
-    // binary, even when the file was replaced by an upgrade since the supervisor started.
-    let mut cmd = Command::new("/proc/self/exe");
-    cmd.arg0("mediamtx-stream-manager")
-        .arg(TRAMPOLINE)
-        .arg(std::process::id().to_string())
-        .arg(&spec.program)
-        .args(&spec.args)
-        .env(MARKER, stream)
-        .env(MARKER_STATE, state_dir)
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    let child = cmd.spawn()?;
+        .map(|(_, v)| v.clone());
+    let exe = resolve(&spec.program, path_env.as_deref())?;
+    let mut argv = vec![spec.program.as_os_str().to_owned()];
+    argv.extend(spec.args.iter().map(OsString::from));
+    let child = crate::spawn::spawn(&exe, &argv, &env)?;
     record_group(state_dir, stream, child.id() as i32);
     Ok(child)
 }
 
-/// Where `program` would be found (a path, or a name looked up in `path`), or the error
-/// `execvp` would give: ENOENT when nowhere, EACCES when not an executable file.
+/// Where `program` would be found (a path, or a name looked up in `path`, as `execvp`
+/// does), or the error exec would give: ENOENT when nowhere, EACCES when not an
+/// executable file.
 pub fn resolve(program: &Path, path: Option<&std::ffi::OsStr>) -> std::io::Result<PathBuf> {
     let usable = |p: &Path| -> std::io::Result<()> {
         let c = CString::new(p.as_os_str().as_bytes())
@@ -100,61 +88,6 @@ pub fn resolve(program: &Path, path: Option<&std::ffi::OsStr>) -> std::io::Resul
         }
     }
     Err(err)
-}
-
-/// The exec trampoline (see the module doc): `args` = [PARENT, PROGRAM, ARGS…]. Runs in
-/// the freshly spawned child, single-threaded, before anything else of `main`; never
-/// returns. Exit 127 with a line on stderr (the stream's log) when ffmpeg cannot be run.
-pub fn trampoline(args: &[OsString]) -> ! {
-    let fail = |what: &str| -> ! {
-        eprintln!("mediamtx-stream-manager: cannot start child: {what}");
-        // SAFETY: ends this process at once.
-        unsafe { libc::_exit(127) }
-    };
-    let (Some(parent), Some(program)) = (args.first(), args.get(1)) else {
-        fail("usage: __exec-child PARENT PROGRAM [ARGS...]");
-    };
-    let parent: i32 = parent
-        .to_str()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| fail("bad parent pid"));
-    if let Err(e) = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL) {
-        fail(&format!("PR_SET_PDEATHSIG: {}", e.desc()));
-    }
-    // The spawning thread may have died before prctl: then nobody would kill us.
-    if nix::unistd::getppid().as_raw() != parent {
-        // SAFETY: ends this process at once.
-        unsafe { libc::_exit(1) }
-    }
-    let _ = SigSet::empty().thread_set_mask();
-    // Ignored signals survive exec; a supervisor started with `&` ignores SIGINT and its
-    // ffmpeg would then ignore our graceful stop. Rust's runtime ignores SIGPIPE.
-    for sig in [
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-        Signal::SIGPIPE,
-    ] {
-        // SAFETY: single-threaded, about to exec.
-        let _ = unsafe { nix::sys::signal::signal(sig, SigHandler::SigDfl) };
-    }
-    // Only stdin, stdout and stderr cross exec. Every descriptor of the supervisor is
-    // close-on-exec already; this catches one a library opened without it. close_range
-    // needs Linux 5.9 and may be refused by a seccomp filter: then mark each by hand.
-    // SAFETY: nothing of ours above 2 is in use in this process.
-    if unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) } != 0 {
-        cloexec_each_from(3);
-    }
-    let Ok(prog) = CString::new(program.as_bytes()) else {
-        fail("program name contains a NUL byte");
-    };
-    let argv: Vec<CString> = args[1..]
-        .iter()
-        .filter_map(|a| CString::new(a.as_bytes()).ok())
-        .collect();
-    let err = nix::unistd::execvp(&prog, &argv).unwrap_err();
-    fail(&format!("{}: {}", program.to_string_lossy(), err.desc()))
 }
 
 /// A pidfd for `pid` (Linux >= 5.3): readable once the process exits. Close-on-exec.
@@ -529,6 +462,7 @@ pub fn descends_from(mut pid: i32, ancestor: i32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::process::CommandExt;
 
     #[test]
     fn recorded_group_is_ours_only_on_this_boot_and_unreused() {
@@ -618,41 +552,15 @@ mod tests {
         let _ = c.wait();
     }
 
-    /// (`spawn` itself runs the trampoline of the built binary: the integration tests
-    /// drive it; a unit-test binary has no trampoline.)
     #[test]
-    fn resolve_finds_programs_like_execvp() {
-        use std::os::unix::fs::PermissionsExt;
+    fn spawn_records_the_group() {
         let d = tempfile::tempdir().unwrap();
-        let exe = d.path().join("tool");
-        std::fs::write(&exe, "#!/bin/sh\n").unwrap();
-        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let plain = d.path().join("plain");
-        std::fs::write(&plain, "").unwrap();
-        std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let path = Some(d.path().as_os_str());
-        let err = |p: &str, path| resolve(Path::new(p), path).unwrap_err().raw_os_error();
-        // (program, PATH, found or errno)
-        assert_eq!(resolve(&exe, None).unwrap(), exe);
-        assert_eq!(resolve(Path::new("tool"), path).unwrap(), exe);
-        assert_eq!(err("nope", path), Some(libc::ENOENT));
-        assert_eq!(
-            err(d.path().join("nope").to_str().unwrap(), None),
-            Some(libc::ENOENT)
-        );
-        assert_eq!(err(d.path().to_str().unwrap(), None), Some(libc::EACCES));
-        assert_eq!(err(plain.to_str().unwrap(), None), Some(libc::EACCES));
-    }
-
-    #[test]
-    fn a_recorded_group_is_killed_by_the_next_start() {
-        let d = tempfile::tempdir().unwrap();
-        let mut c = Command::new("/bin/sleep")
-            .arg("5")
-            .process_group(0)
-            .spawn()
-            .unwrap();
-        record_group(d.path(), "a/b", c.id() as i32);
+        let spec = ChildSpec {
+            program: "/bin/sleep".into(),
+            args: vec!["5".into()],
+            env: Vec::new(),
+        };
+        let mut c = spawn(&spec, "a/b", d.path()).unwrap();
         let text = std::fs::read_to_string(groups_dir(d.path()).join("a_b")).unwrap();
         assert_eq!(group_is_ours(&text, &boot_id()), Some(c.id() as i32));
         assert_eq!(kill_leftovers(d.path()), vec![c.id() as i32]);

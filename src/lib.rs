@@ -23,6 +23,7 @@ pub mod metrics_out;
 pub mod naming;
 pub mod notify;
 pub mod recording;
+pub mod spawn;
 pub mod status;
 pub mod sticky;
 pub mod streams;
@@ -38,11 +39,6 @@ use exit::{Error, Exit};
 
 /// Parse the command line, run, print any error once, return the exit code.
 pub fn main_entry() -> ExitCode {
-    // A child being spawned (child.rs): straight to ffmpeg, before anything else runs.
-    let mut args = std::env::args_os();
-    if args.nth(1).is_some_and(|a| a == child::TRAMPOLINE) {
-        child::trampoline(&args.collect::<Vec<_>>());
-    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

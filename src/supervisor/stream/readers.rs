@@ -4,10 +4,11 @@
 //! of it turns into the same `Msg`s the wrapper's loop has always handled.
 
 use std::collections::VecDeque;
+use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, ChildStderr, ChildStdout, ExitStatus};
+use std::process::ExitStatus;
 use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
@@ -182,10 +183,10 @@ impl StderrReader {
 /// its pidfd (or, on kernels without pidfds, a look every `EXIT_POLL`) and the mailbox.
 pub(super) struct ChildIo {
     gen: u64,
-    proc: Child,
+    proc: child::Proc,
     pid: u32,
-    stdout: Option<ChildStdout>,
-    stderr: Option<ChildStderr>,
+    stdout: Option<File>,
+    stderr: Option<File>,
     pidfd: Option<OwnedFd>,
     progress: ProgressReader,
     err: StderrReader,
@@ -227,7 +228,7 @@ fn read_some(r: &mut impl Read, buf: &mut [u8]) -> Option<usize> {
 }
 
 impl ChildIo {
-    pub(super) fn new(gen: u64, mut proc: Child, err: StderrReader, name: &str) -> ChildIo {
+    pub(super) fn new(gen: u64, mut proc: child::Proc, err: StderrReader, name: &str) -> ChildIo {
         let pid = proc.id();
         let stdout = proc.stdout.take();
         let stderr = proc.stderr.take();
@@ -362,9 +363,7 @@ impl ChildIo {
                         self.stderr = None;
                         log::debug!("{}: stderr closed", self.name);
                     }
-                    Some(k) => self
-                        .err
-                        .feed(&buf[..k], false, self.gen, &mut self.queue),
+                    Some(k) => self.err.feed(&buf[..k], false, self.gen, &mut self.queue),
                     None => {}
                 }
             }
@@ -393,16 +392,15 @@ impl ChildIo {
 mod tests {
     use super::*;
 
-    /// A shell child in its own group, with pipes, as the wrapper gets it.
-    fn shell(script: &str) -> Child {
-        use std::os::unix::process::CommandExt;
-        std::process::Command::new("/bin/sh")
-            .args(["-c", script])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .unwrap()
+    /// A shell child spawned as the wrapper spawns ffmpeg.
+    fn shell(script: &str) -> child::Proc {
+        let d = tempfile::tempdir().unwrap();
+        let spec = child::ChildSpec {
+            program: "/bin/sh".into(),
+            args: vec!["-c".into(), script.into()],
+            env: Vec::new(),
+        };
+        child::spawn(&spec, "t", d.path()).unwrap()
     }
 
     /// Every message until the exit, with how long the exit took to arrive.
