@@ -76,19 +76,31 @@ impl Lines {
 pub(super) struct ProgressReader {
     parser: ProgressParser,
     lines: Lines,
+    /// Part of a block has arrived, not its `progress=` line.
+    mid_block: bool,
 }
 
 impl ProgressReader {
     fn feed(&mut self, data: &[u8], eof: bool, gen: u64, out: &mut VecDeque<Msg>) {
         let parser = &mut self.parser;
+        let mid = &mut self.mid_block;
         self.lines.feed(data, eof, |l| {
             let line = String::from_utf8_lossy(l);
+            *mid = true;
             if let Some(p) = parser.feed(line.trim_end()) {
+                *mid = false;
                 out.push_back(Msg::Progress(gen, p));
             }
         });
+        *mid |= !self.lines.buf.is_empty();
     }
 }
+
+/// After reading part of a progress block, how long stdout is left alone so the rest
+/// arrives in one read: a writer that writes each line of a block on its own (line
+/// buffered, like the bash fake) would otherwise wake the wrapper nine times a block.
+/// Real ffmpeg writes a block at once; progress only feeds second-scale timers.
+const BLOCK_GATHER: Duration = Duration::from_millis(5);
 
 /// What the stderr reader looks for besides the log.
 #[derive(Clone, Copy)]
@@ -196,6 +208,8 @@ pub(super) struct ChildIo {
     exited: Option<(ExitStatus, Instant)>,
     /// Every sender is gone (a removed stream): reported once as `Disconnected`.
     mailbox_gone: bool,
+    /// stdout is not polled until then (`BLOCK_GATHER`).
+    gather_until: Option<Instant>,
     name: String,
 }
 
@@ -250,6 +264,7 @@ impl ChildIo {
             queue: VecDeque::new(),
             exited: None,
             mailbox_gone: false,
+            gather_until: None,
             name: name.to_string(),
         }
     }
@@ -289,6 +304,13 @@ impl ChildIo {
                 return Err(RecvTimeoutError::Timeout);
             }
             let mut due = until;
+            if let Some(g) = self.gather_until {
+                if g <= now {
+                    self.gather_until = None;
+                } else {
+                    due = due.min(g);
+                }
+            }
             if let Some((_, d)) = self.exited {
                 due = due.min(d);
             } else if self.pidfd.is_none() {
@@ -312,7 +334,12 @@ impl ChildIo {
                 revents: 0,
             },
             libc::pollfd {
-                fd: fd_of(self.stdout.as_ref().map(|o| o.as_raw_fd())),
+                fd: fd_of(
+                    self.stdout
+                        .as_ref()
+                        .filter(|_| self.gather_until.is_none())
+                        .map(|o| o.as_raw_fd()),
+                ),
                 events: libc::POLLIN,
                 revents: 0,
             },
@@ -348,9 +375,13 @@ impl ChildIo {
                         self.progress.feed(&[], true, self.gen, &mut self.queue);
                         self.stdout = None;
                     }
-                    Some(k) => self
-                        .progress
-                        .feed(&buf[..k], false, self.gen, &mut self.queue),
+                    Some(k) => {
+                        self.progress
+                            .feed(&buf[..k], false, self.gen, &mut self.queue);
+                        if self.progress.mid_block {
+                            self.gather_until = Some(Instant::now() + BLOCK_GATHER);
+                        }
+                    }
                     None => {}
                 }
             }
