@@ -184,6 +184,43 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 /// The child's stack: it runs a few libc calls (glibc's posix_spawn uses 36 KiB).
 const STACK: usize = 64 * 1024;
 
+/// A fresh mapping for the child's stack, unmapped after the spawn: only the pages the
+/// child touched are ever resident, and none stay behind in malloc's arenas (256
+/// wrappers spawning at once would otherwise leave 16 MiB of freed stacks there).
+struct Stack(*mut c_void);
+
+impl Stack {
+    fn new() -> io::Result<Stack> {
+        // SAFETY: a new private anonymous mapping; checked below.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                STACK,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Stack(p))
+    }
+
+    /// The top, 16-byte aligned (stacks grow down).
+    fn top(&self) -> usize {
+        (self.0 as usize + STACK) & !15
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping, no longer used (the child has exec'd or exited).
+        unsafe { libc::munmap(self.0, STACK) };
+    }
+}
+
 /// Start `path` (already resolved: no PATH search here) with `argv` and exactly `env`,
 /// stdin from /dev/null, stdout and stderr piped, in a new process group, with
 /// `PR_SET_PDEATHSIG(SIGKILL)`: it dies when the calling *thread* does.
@@ -221,9 +258,8 @@ pub fn spawn(path: &Path, argv: &[OsString], env: &[(OsString, OsString)]) -> io
         report: rep_w.as_raw_fd(),
         parent: std::process::id() as libc::pid_t,
     };
-    let mut stack = vec![0u8; STACK];
-    // SAFETY: the top of our buffer, aligned down to 16 bytes (stacks grow down).
-    let top = unsafe { stack.as_mut_ptr().add(STACK) } as usize & !15;
+    let stack = Stack::new()?;
+    let top = stack.top();
     // SAFETY: block every signal around the clone so no handler runs in the child on our
     // memory before it has reset them; the child gets its own copy of the mask. CLONE_VFORK
     // suspends this thread until the child has exec'd or exited, so `ctx`, the strings and
