@@ -110,6 +110,10 @@ pub fn exit_watch() -> &'static str {
     }
 }
 
+/// The soft RLIMIT_NOFILE before `raise_nofile` (u64::MAX: not raised): children get it
+/// back before exec, so ffmpeg runs with the limit the admin set (select() users need it).
+pub static NOFILE_SOFT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(u64::MAX);
+
 /// A supervisor holds about five descriptors per stream (pipes, pidfd, mailbox, log):
 /// raise the soft RLIMIT_NOFILE to the hard one so 256 streams fit under a 1024 default.
 /// We never use select(), so a high limit is safe.
@@ -121,8 +125,11 @@ pub fn raise_nofile() {
     // SAFETY: getrlimit/setrlimit on a live struct.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            let before = lim.rlim_cur;
             lim.rlim_cur = lim.rlim_max.min(1 << 20);
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                NOFILE_SOFT.store(before, std::sync::atomic::Ordering::Relaxed);
+            } else {
                 log::debug!(
                     "cannot raise RLIMIT_NOFILE: {}",
                     std::io::Error::last_os_error()

@@ -85,6 +85,8 @@ struct Ctx {
     report: c_int,
     /// The supervisor's pid: a child whose parent is already gone exits at once.
     parent: libc::pid_t,
+    /// RLIMIT_NOFILE to restore (the supervisor raised its soft limit), if any.
+    nofile: Option<libc::rlimit>,
 }
 
 /// Where the child failed, for the error message.
@@ -159,12 +161,33 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
         {
             crate::child::cloexec_each_from(3);
         }
+        if let Some(lim) = c.nofile.as_ref() {
+            libc::setrlimit(libc::RLIMIT_NOFILE, lim);
+        }
         let mut none: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut none);
         libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
         libc::execve(c.path, c.argv, c.envp);
         fail(c, 3)
     }
+}
+
+/// The soft RLIMIT_NOFILE the supervisor had before it raised it, with today's hard one.
+fn original_nofile() -> Option<libc::rlimit> {
+    let soft = crate::child::NOFILE_SOFT.load(std::sync::atomic::Ordering::Relaxed);
+    if soft == u64::MAX {
+        return None;
+    }
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into a live struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return None;
+    }
+    lim.rlim_cur = soft.min(lim.rlim_max);
+    Some(lim)
 }
 
 fn cstr(b: &[u8]) -> io::Result<CString> {
@@ -257,6 +280,7 @@ pub fn spawn(path: &Path, argv: &[OsString], env: &[(OsString, OsString)]) -> io
         stderr: err_w.as_raw_fd(),
         report: rep_w.as_raw_fd(),
         parent: std::process::id() as libc::pid_t,
+        nofile: original_nofile(),
     };
     let stack = Stack::new()?;
     let top = stack.top();
