@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""compare.py: ours vs runit vs supervisord supervising the same fake ffmpeg (issue 10).
+"""compare.py: ours vs runit vs supervisord vs s6 supervising the same fake ffmpeg (issues 10, 16).
 
 Run through benches/compare.sh (installs runit and supervisor, builds the release binary).
 Python 3 stdlib only. Every figure is measured on the running system, never assumed:
 
 * memory: sum of Pss from /proc/<pid>/smaps_rollup of the supervising processes only
-  (ours: the supervisor; runit: runsvdir + every runsv; supervisord: its process);
+  (ours: the supervisor; runit: runsvdir + every runsv; supervisord: its process;
+  s6: s6-svscan + every s6-supervise);
   threads: sum of Threads from /proc/<pid>/status;
 * CPU: their threads' run time (/proc/<pid>/task/*/schedstat, ns) over a steady window,
   % of one core;
@@ -345,6 +346,55 @@ serverurl=unix://{d}/supervisor.sock
             self.proc.wait()
 
 
+class S6:
+    """s6 2.11 (Debian `s6`): s6-svscan on a scan directory, one s6-supervise per service,
+    the same run scripts as runit's, no logger. s6-supervise waits 1 s before restarting a
+    service that died within 1 s of its start."""
+    name = "s6"
+
+    def __init__(self, d, n, mark):
+        self.d, self.n, self.mark = d, n, mark
+        self.sv = os.path.join(d, "scan")
+        os.makedirs(self.sv)
+        env = fake_env(d, mark)
+        for i in range(1, n + 1):
+            s = os.path.join(self.sv, f"mic{i}")
+            os.makedirs(s)
+            exports = "".join(f"export {k}='{v}'\n" for k, v in env.items())
+            with open(os.path.join(s, "run"), "w") as f:
+                f.write(f"#!/bin/sh\n{exports}export MEDIAMTX_STREAM_MANAGER_STREAM=mic{i}\n"
+                        f"exec {FAKE} -i mic{i} 2>>{d}/mic{i}.err\n")
+            os.chmod(os.path.join(s, "run"), 0o755)
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(["s6-svscan", self.sv], stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+
+    def supervising(self):
+        if not self.proc or self.proc.poll() is not None:
+            return []
+        return [self.proc.pid] + [p for p in children_of(self.proc.pid)]
+
+    def stop(self):
+        # Bring every service down (SIGTERM, wait), then end the scanner.
+        svs = [os.path.join(self.sv, f"mic{i}") for i in range(1, self.n + 1)]
+        subprocess.run(["s6-svc", "-wD", "-T", "60000", "-d"] + svs, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        subprocess.run(["s6-svscanctl", "-t", self.sv], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+
+    def cleanup(self):
+        if self.proc and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+        if self.proc:
+            self.proc.wait()
+
+
 # ---------------------------------------------------------------- measurements
 
 
@@ -478,6 +528,8 @@ def run_one(kind, n, args, variant=""):
         s = Ours(args.bin, d, n, mark, extra)
     elif kind == "runit":
         s = Runit(d, n, mark)
+    elif kind == "s6":
+        s = S6(d, n, mark)
     else:
         s = Supervisord(d, n, mark, fastest=(variant == "fastest"))
     log_ = StartLog(os.path.join(d, "starts.log"))
@@ -594,10 +646,13 @@ def render(path):
     res = doc["results"]
     by = {(r["system"], r["variant"], r["n"]): r for r in res}
     ns = sorted({r["n"] for r in res})
-    systems = [s for s in ("ours", "runit", "supervisord") if any(r["system"] == s for r in res)]
+    systems = [s for s in ("ours", "runit", "supervisord", "s6")
+               if any(r["system"] == s for r in res)]
     out = []
-    out.append("| N | measure | " + " | ".join(systems) + " | ours/runit | ours/supervisord |")
-    out.append("|---|---|" + "---|" * (len(systems) + 2))
+    others = [o for o in ("runit", "supervisord", "s6") if o in systems]
+    out.append("| N | measure | " + " | ".join(systems) + " | "
+               + " | ".join(f"ours/{o}" for o in others) + " |")
+    out.append("|---|---|" + "---|" * (len(systems) + len(others)))
     rows = [("PSS of the supervising processes, MiB", "pss_kib", 1 / 1024, 2),
             ("threads (processes)", "threads", 1, 0),
             ("CPU over the steady window, % of one core", "cpu_pct", 1, 3),
@@ -617,7 +672,7 @@ def render(path):
                     c += f" ({by[(sy, '', n)]['procs']})"
                 cells.append(c)
             ratios = []
-            for other in ("runit", "supervisord"):
+            for other in others:
                 a, b = vals.get("ours"), vals.get(other)
                 ratios.append(f"{a / b:.2f}" if a is not None and b not in (None, 0) else "–")
             out.append(f"| {n} | {label} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
@@ -670,7 +725,7 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bin", default=os.path.join(ROOT, "target/release/mediamtx-stream-manager"))
     ap.add_argument("--ns", default="1,8,64,256")
-    ap.add_argument("--systems", default="ours,runit,supervisord")
+    ap.add_argument("--systems", default="ours,runit,supervisord,s6")
     ap.add_argument("--steady", type=float, default=30.0, help="CPU window, s")
     ap.add_argument("--settle", type=float, default=5.0)
     ap.add_argument("--kills", type=int, default=200)

@@ -1,14 +1,21 @@
 //! Starting and stopping one ffmpeg child (SPEC §6): own process group, SIGKILL when the
 //! spawning thread dies, default signal handling whatever the supervisor inherited, and a
 //! marker in its environment so `force-stop` and `monitor` recognise it exactly.
+//!
+//! Spawning must not cost more as the supervisor grows: `fork()` copies the page tables of
+//! a process with hundreds of threads and serialises on its memory map. `crate::spawn`
+//! starts a child with `clone(CLONE_VM | CLONE_VFORK)` (what posix_spawn does) and sets
+//! the process group, PDEATHSIG, signals and descriptors in the child before exec.
 
-use std::ffi::OsString;
-use std::os::unix::process::CommandExt;
+use std::ffi::{CString, OsString};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 
-use nix::sys::signal::{killpg, SigHandler, SigSet, Signal};
+use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
+
+pub use crate::spawn::Proc;
 
 /// Environment variable naming the stream a child belongs to.
 pub const MARKER: &str = "MEDIAMTX_STREAM_MANAGER_STREAM";
@@ -28,62 +35,112 @@ pub struct ChildSpec {
 /// Spawn with stdin from /dev/null and stdout/stderr piped.
 ///
 /// Must be called from the thread that will wait for the child: `PR_SET_PDEATHSIG`
-/// fires when the *thread* that forked exits.
-pub fn spawn(spec: &ChildSpec, stream: &str, state_dir: &Path) -> std::io::Result<Child> {
-    let mut cmd = Command::new(&spec.program);
-    cmd.args(&spec.args)
-        .env(MARKER, stream)
-        .env(MARKER_STATE, state_dir)
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let parent = std::process::id() as i32;
-    // SAFETY: only async-signal-safe calls (setpgid, prctl, sigprocmask, signal, getppid, _exit).
-    unsafe {
-        cmd.pre_exec(move || {
-            nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
-            // The parent may have died between fork and prctl: then nobody would kill us.
-            if nix::unistd::getppid().as_raw() != parent {
-                libc::_exit(1);
-            }
-            SigSet::empty().thread_set_mask()?;
-            // Ignored signals survive exec; a supervisor started with `&` ignores SIGINT and
-            // its ffmpeg would then ignore our graceful stop.
-            // Only stdin, stdout and stderr cross exec: anything else still open (a
-            // descriptor some library opened without O_CLOEXEC) is marked close-on-exec.
-            // Marking, not closing: std's exec-error pipe must stay open until exec.
-            // close_range needs Linux 5.11 and may be refused by a seccomp filter: then
-            // mark each open descriptor by hand.
-            if libc::syscall(
-                libc::SYS_close_range,
-                3u32,
-                u32::MAX,
-                libc::CLOSE_RANGE_CLOEXEC,
-            ) != 0
-            {
-                cloexec_each_from(3);
-            }
-            for sig in [
-                Signal::SIGINT,
-                Signal::SIGTERM,
-                Signal::SIGHUP,
-                Signal::SIGQUIT,
-                Signal::SIGPIPE,
-            ] {
-                nix::sys::signal::signal(sig, SigHandler::SigDfl)?;
-            }
-            Ok(())
-        });
+/// fires when the *thread* that spawned exits.
+pub fn spawn(spec: &ChildSpec, stream: &str, state_dir: &Path) -> std::io::Result<Proc> {
+    // The environment: ours, the markers, then the spec's extras (later wins).
+    let mut env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    let mut set = |k: OsString, v: OsString| match env.iter_mut().find(|(x, _)| *x == k) {
+        Some(e) => e.1 = v,
+        None => env.push((k, v)),
+    };
+    set(MARKER.into(), stream.into());
+    set(MARKER_STATE.into(), state_dir.as_os_str().to_owned());
+    for (k, v) in &spec.env {
+        set(k.clone(), v.clone());
     }
-    let child = cmd.spawn()?;
+    let path_env = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone());
+    let exe = resolve(&spec.program, path_env.as_deref())?;
+    let mut argv = vec![spec.program.as_os_str().to_owned()];
+    argv.extend(spec.args.iter().map(OsString::from));
+    let child = crate::spawn::spawn(&exe, &argv, &env)?;
     record_group(state_dir, stream, child.id() as i32);
     Ok(child)
 }
 
+/// Where `program` would be found (a path, or a name looked up in `path`, as `execvp`
+/// does), or the error exec would give: ENOENT when nowhere, EACCES when not an
+/// executable file.
+pub fn resolve(program: &Path, path: Option<&std::ffi::OsStr>) -> std::io::Result<PathBuf> {
+    let usable = |p: &Path| -> std::io::Result<()> {
+        let c = CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| std::io::Error::from_raw_os_error(libc::ENOENT))?;
+        let meta = std::fs::metadata(p)?;
+        // SAFETY: access on a valid C string.
+        if !meta.is_file() || unsafe { libc::access(c.as_ptr(), libc::X_OK) } != 0 {
+            return Err(std::io::Error::from_raw_os_error(libc::EACCES));
+        }
+        Ok(())
+    };
+    if program.as_os_str().as_bytes().contains(&b'/') {
+        return usable(program).map(|_| program.to_path_buf());
+    }
+    let mut err = std::io::Error::from_raw_os_error(libc::ENOENT);
+    let dirs = path.unwrap_or(std::ffi::OsStr::new("/usr/local/bin:/usr/bin:/bin"));
+    for dir in std::env::split_paths(dirs) {
+        let cand = dir.join(program);
+        match usable(&cand) {
+            Ok(()) => return Ok(cand),
+            Err(e) if e.raw_os_error() == Some(libc::EACCES) => err = e,
+            Err(_) => {}
+        }
+    }
+    Err(err)
+}
+
+/// A pidfd for `pid` (Linux >= 5.3): readable once the process exits. Close-on-exec.
+pub fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
+    // SAFETY: plain syscall; returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0u32) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just gave us this descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// How a wrapper learns its child exited, for `diagnose`: a pidfd in its poll, or (older
+/// kernels, or a seccomp filter refusing pidfd_open) a look every 100 ms.
+pub fn exit_watch() -> &'static str {
+    match pidfd_open(std::process::id()) {
+        Ok(_) => "pidfd (Linux >= 5.3): the wrapper's poll wakes at the exit",
+        Err(_) => "no pidfd on this kernel: the wrapper looks for the exit every 100 ms",
+    }
+}
+
+/// The soft RLIMIT_NOFILE before `raise_nofile` (u64::MAX: not raised): children get it
+/// back before exec, so ffmpeg runs with the limit the admin set (select() users need it).
+pub static NOFILE_SOFT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(u64::MAX);
+
+/// A supervisor holds about five descriptors per stream (pipes, pidfd, mailbox, log):
+/// raise the soft RLIMIT_NOFILE to the hard one so 256 streams fit under a 1024 default.
+/// We never use select(), so a high limit is safe.
+pub fn raise_nofile() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit on a live struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            let before = lim.rlim_cur;
+            lim.rlim_cur = lim.rlim_max.min(1 << 20);
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                NOFILE_SOFT.store(before, std::sync::atomic::Ordering::Relaxed);
+            } else {
+                log::debug!(
+                    "cannot raise RLIMIT_NOFILE: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
+    }
+}
+
 /// Mark every open descriptor from `first` up close-on-exec, one by one (the fallback when
-/// `close_range` is missing). Async-signal-safe: only getrlimit and fcntl, no allocation.
+/// `close_range` is missing). Only getrlimit and fcntl, no allocation.
 /// Descriptors at or above the soft RLIMIT_NOFILE cannot have been opened under it.
 pub fn cloexec_each_from(first: i32) {
     let mut lim = libc::rlimit {
@@ -412,6 +469,7 @@ pub fn descends_from(mut pid: i32, ancestor: i32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::process::CommandExt;
 
     #[test]
     fn recorded_group_is_ours_only_on_this_boot_and_unreused() {

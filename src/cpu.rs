@@ -100,6 +100,37 @@ pub fn ticks(pid: i32) -> Option<u64> {
     Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }
 
+/// A process younger than `limit`: its CPU over its whole life (a window that ends now and
+/// is shorter than `limit`), with its age in seconds. `None` for an older process, where a
+/// lifetime average would hide what it does now (SPEC §8), or when /proc does not say.
+pub fn young_average(pid: i32, limit: Duration) -> Option<(f64, f64)> {
+    let f = crate::child::stat_fields(pid)?;
+    // starttime is field 22: index 19 after "(comm) ".
+    let start: u64 = f.get(19)?.parse().ok()?;
+    let used: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let hz = clock_ticks();
+    let age = uptime - start as f64 / hz;
+    if !(0.0..limit.as_secs_f64()).contains(&age) {
+        return None;
+    }
+    // One clock tick is the resolution: a process a few ms old is given one tick of age.
+    let age = age.max(1.0 / hz);
+    Some((
+        (100.0 * used as f64 / hz / age).min(100.0 * num_cpus()),
+        age,
+    ))
+}
+
+fn num_cpus() -> f64 {
+    std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,6 +24,7 @@ pub mod naming;
 pub mod notify;
 pub mod recording;
 pub mod rtsp;
+pub mod spawn;
 pub mod status;
 pub mod sticky;
 pub mod streams;

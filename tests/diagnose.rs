@@ -81,6 +81,8 @@ fn report_without_supervisor_names_every_part_and_no_secret() {
         &format!("mediamtx-stream-manager {}", env!("CARGO_PKG_VERSION")),
         "ffmpeg: ",
         &format!("kernel: {}", kernel.trim()),
+        // This kernel (>= 5.3) has pidfds: the wrapper's poll wakes at a child's exit.
+        "child exit: pidfd (Linux >= 5.3)",
         "mediamtx: API not used",
         // Redacted configuration.
         "password = \"***\"",

@@ -184,10 +184,27 @@ fn fd_count(pid: i32) -> Option<u64> {
 /// and between the two orphan scans.
 pub const WINDOW: Duration = Duration::from_millis(300);
 
-/// CPU from the supervisor's last full window (`crate::cpu`) where it has one; the rest
-/// (no window yet: just started, or a child spawned since its last mark) sampled over
-/// `WINDOW` here. FDs and RSS are read now.
+/// CPU from the supervisor's last full window (`crate::cpu`) where it has one. A process
+/// without one is younger than that window (a child spawned since the last mark, or a
+/// supervisor that just started): its whole life is then a window ending now, read at
+/// once, so `monitor` right after a respawn does not wait. Anything else (an older process
+/// the supervisor does not measure) is sampled over `WINDOW` here. FDs and RSS are read now.
 pub fn measure(pids: &[(i32, String)], sup_pid: i32, cpu: Option<&CpuView>) -> Vec<Sample> {
+    measure_with(
+        pids,
+        sup_pid,
+        cpu,
+        crate::cpu::PERIOD + Duration::from_millis(500),
+    )
+}
+
+/// `measure` with the age below which a process counts as young (tests pass zero).
+fn measure_with(
+    pids: &[(i32, String)],
+    sup_pid: i32,
+    cpu: Option<&CpuView>,
+    young: Duration,
+) -> Vec<Sample> {
     let known = |pid: i32| -> Option<f64> {
         let cpu = cpu?;
         if pid == sup_pid {
@@ -208,7 +225,16 @@ pub fn measure(pids: &[(i32, String)], sup_pid: i32, cpu: Option<&CpuView>) -> V
                 rss_mb: rss_mb(*pid).unwrap_or(0.0),
             }),
             Some(_) => {} // exited since: nothing to judge (as a sample over a window)
-            None => rest.push((*pid, what.clone())),
+            None => match crate::cpu::young_average(*pid, young) {
+                Some((pct, _age)) => out.push(Sample {
+                    pid: *pid,
+                    what: what.clone(),
+                    fds: fd_count(*pid).unwrap_or(0),
+                    cpu_percent: pct,
+                    rss_mb: rss_mb(*pid).unwrap_or(0.0),
+                }),
+                None => rest.push((*pid, what.clone())),
+            },
         }
     }
     if !rest.is_empty() {
@@ -459,6 +485,29 @@ mod tests {
         }
     }
 
+    /// A child spawned since the supervisor's last mark: its life so far is the window.
+    #[test]
+    fn a_fresh_child_is_judged_at_once() {
+        let mut c = std::process::Command::new("/bin/sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let pid = c.id() as i32;
+        let pids = [(pid, "ffmpeg x".to_string())];
+        let view = CpuView {
+            window_s: 2.0,
+            supervisor: 1.0,
+            children: Default::default(),
+        };
+        let t0 = Instant::now();
+        let got = measure(&pids, 0, Some(&view));
+        assert!(t0.elapsed() < WINDOW, "waited {:?}", t0.elapsed());
+        assert_eq!(got.len(), 1);
+        assert!(got[0].cpu_percent >= 0.0 && got[0].fds >= 3, "{:?}", got[0]);
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+
     #[test]
     fn cpu_from_the_supervisor_window_needs_no_wait() {
         let me = std::process::id() as i32;
@@ -468,15 +517,16 @@ mod tests {
             children: [(me as u32, 7.0)].into_iter().collect(),
         };
         let pids = [(me, "supervisor".to_string())];
-        // (supervisor pid, view, cpu wanted (None: sampled here), waited the window?)
+        let young = crate::cpu::PERIOD + Duration::from_millis(500);
+        // (supervisor pid, view, young below, cpu wanted (None: measured here), waited?)
         let table = [
-            (me, Some(&view), Some(42.5), false),
-            (0, Some(&view), Some(7.0), false), // as a child of some other supervisor
-            (me, None, None, true),             // no window yet: sampled over WINDOW
+            (me, Some(&view), young, Some(42.5), false),
+            (0, Some(&view), young, Some(7.0), false), // a child of some other supervisor
+            (me, None, Duration::ZERO, None, true),    // older, no window: sampled
         ];
-        for (i, (sup, cpu, want, waits)) in table.into_iter().enumerate() {
+        for (i, (sup, cpu, young, want, waits)) in table.into_iter().enumerate() {
             let t0 = Instant::now();
-            let got = measure(&pids, sup, cpu);
+            let got = measure_with(&pids, sup, cpu, young);
             let waited = t0.elapsed() >= WINDOW;
             assert_eq!(got.len(), 1, "row {i}");
             assert_eq!(waited, waits, "row {i}");

@@ -24,16 +24,20 @@ use crate::notify;
 use crate::status::{MediamtxInfo, Snapshot, SupervisorInfo};
 use source::StreamSource;
 
+/// A wrapper's stack: it runs the stream's loop and policy, nothing deep; the default
+/// 8 MiB is only address space, but 256 of them crowd a 32-bit box.
+const WRAPPER_STACK: usize = 512 * 1024;
+
 /// `<state_dir>/streams/` (each ffmpeg's pid, world-readable like supervisor.pid).
 pub const STREAMS_DIR_MODE: u32 = 0o755;
 /// The log directory when we make it (`LogsDirectory=` makes it 0755 too).
 pub const LOG_DIR_MODE: u32 = 0o755;
 use stream::{Msg, Shared, StreamConfig, Wrapper};
 
-/// What other threads may see and poke: each stream's channel and live view.
+/// What other threads may see and poke: each stream's mailbox and live view.
 #[derive(Clone)]
 pub struct StreamHandle {
-    pub tx: Sender<Msg>,
+    pub tx: stream::Tx,
     pub shared: Arc<Mutex<Shared>>,
 }
 
@@ -129,6 +133,7 @@ pub struct Supervisor {
 
 impl Supervisor {
     pub fn new(settings: Settings, source: Box<dyn StreamSource>) -> Supervisor {
+        crate::child::raise_nofile();
         let (events_tx, events) = mpsc::channel();
         let info = Arc::new(Info {
             started: Instant::now(),
@@ -326,11 +331,18 @@ impl Supervisor {
 
     fn spawn_stream(&mut self, cfg: StreamConfig) {
         let name = cfg.name.clone();
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = match stream::channel() {
+            Ok(c) => c,
+            Err(e) => {
+                log::error!("{name}: cannot start wrapper (eventfd): {e}");
+                return;
+            }
+        };
         let shared = Arc::new(Mutex::new(Shared::new(&cfg)));
-        let wrapper = Wrapper::new(cfg, rx, tx.clone(), shared.clone());
+        let wrapper = Wrapper::new(cfg, rx, shared.clone());
         let thread = std::thread::Builder::new()
             .name(format!("s-{}", name.chars().take(13).collect::<String>()))
+            .stack_size(WRAPPER_STACK)
             .spawn(move || wrapper.run(true));
         match thread {
             Ok(t) => {

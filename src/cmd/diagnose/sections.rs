@@ -22,6 +22,8 @@ pub(super) fn versions(s: &Settings, snap: &crate::status::Snapshot) -> String {
         read("/proc/sys/kernel/osrelease"),
         std::env::consts::ARCH
     ));
+    // How wrappers learn of a child's exit on this kernel (docs/architecture.md).
+    out.push_str(&format!("child exit: {}\n", crate::child::exit_watch()));
     let os = std::fs::read_to_string("/etc/os-release")
         .ok()
         .and_then(|t| {

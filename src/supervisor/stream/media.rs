@@ -176,12 +176,12 @@ impl Wrapper {
             let addr = r.rtsp_addr.clone()?;
             m.probing += 1;
             m.next_probe = now + self.probe_interval();
-            let (tx, gen, path) = (self.tx.clone(), self.generation, self.cfg.name.clone());
+            let (tx, gen, path) = (self.rx.local(), self.generation, self.cfg.name.clone());
             let deadline = r.probe_timeout;
-            super::readers::spawn_named(format!("{}-probe", self.cfg.name), move || {
+            spawn_probe(format!("{}-probe", self.cfg.name), move || {
                 let res = crate::rtsp::probe(&addr, &path, deadline)
                     .map(|a| format!("{addr} answers RTSP again ({})", a.status));
-                let _ = tx.send(super::Msg::Probe(gen, res));
+                tx.send(super::Msg::Probe(gen, res));
             });
         }
         self.rec_restore_tick(m, &r.plan, now)
@@ -324,6 +324,15 @@ pub(super) fn wait_for_fresh_name(plan: &recording::Plan) {
             )
     {
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The RTSP probe's thread: short-lived, only while a recording stream's RTSP leg is down
+/// (at most `MAX_PROBES` at once), so a hung server never blocks the wrapper's poll.
+fn spawn_probe(name: String, f: impl FnOnce() + Send + 'static) {
+    let short: String = name.chars().take(15).collect();
+    if let Err(e) = std::thread::Builder::new().name(short).spawn(f) {
+        log::error!("cannot start thread {name}: {e}");
     }
 }
 

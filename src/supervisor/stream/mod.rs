@@ -9,24 +9,25 @@
 //!                                backoff ◀─────────────────┘ (failed after max_failures)
 //! ```
 //!
-//! How a child's death reaches the wrapper: a waiter thread blocks in `wait()` and sends
-//! `Msg::Exited` on the wrapper's channel at once; the wrapper never polls the process.
-//! Its own loop wakes at least every 100 ms to check the stall and start timers.
+//! One thread, one `poll`: while a child runs, the wrapper waits in a single `poll` on the
+//! child's stdout and stderr, its pidfd (its exit; a 100 ms look on kernels without
+//! pidfds), the mailbox's eventfd (commands) and, as the timeout, its next deadline
+//! (`next_due`). What arrives becomes a `Msg` handled by the loop below; no helper threads.
 //!
 //! Files: this one holds the wrapper's loop and its policy (exits, unplug, backoff);
 //! `shared.rs` the live view others read; `media.rs` recording and publishing restore;
-//! `readers.rs` the threads that read the child's pipes; `exits.rs` what an exit means
-//! (a failure to count, or an unplug).
+//! `readers.rs` the child's pipes and exit as `Msg`s; `mailbox.rs` the command channel;
+//! `exits.rs` what an exit means (a failure to count, or an unplug).
 
 mod exits;
+mod mailbox;
 mod media;
 mod readers;
 mod shared;
 
-use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::ExitStatus;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -39,7 +40,8 @@ use crate::logs::RotatingLog;
 use crate::recording;
 use crate::status::{DeviceView, LevelView};
 use crate::supervisor::backoff;
-use readers::{read_progress, read_stderr, redact_args, spawn_named, Wants};
+pub use mailbox::{channel, Rx, Tx};
+use readers::{redact_args, ChildIo, StderrReader, Wants};
 pub use shared::{Shared, State};
 
 /// Everything a wrapper needs to run its stream; compared on reload.
@@ -76,7 +78,7 @@ pub struct RecordSetup {
     pub probe_timeout: Duration,
 }
 
-/// Messages to a wrapper: from its child's helper threads (tagged with the child's
+/// Messages to a wrapper: from its child's pipes and exit (tagged with the child's
 /// generation so a late message from an old child is ignored) and from the supervisor.
 pub enum Msg {
     Progress(u64, Progress),
@@ -124,8 +126,7 @@ enum Next {
 
 pub struct Wrapper {
     cfg: StreamConfig,
-    rx: Receiver<Msg>,
-    tx: Sender<Msg>,
+    rx: Rx,
     shared: Arc<Mutex<Shared>>,
     generation: u64,
     /// When the last child was stopped to bring publishing back (the recording gap starts).
@@ -182,16 +183,10 @@ fn advances(last: Option<i64>, t: i64, since: Duration) -> bool {
 }
 
 impl Wrapper {
-    pub fn new(
-        cfg: StreamConfig,
-        rx: Receiver<Msg>,
-        tx: Sender<Msg>,
-        shared: Arc<Mutex<Shared>>,
-    ) -> Wrapper {
+    pub fn new(cfg: StreamConfig, rx: Rx, shared: Arc<Mutex<Shared>>) -> Wrapper {
         Wrapper {
             cfg,
             rx,
-            tx,
             shared,
             generation: 0,
             gap_from: None,
@@ -302,7 +297,7 @@ impl Wrapper {
             self.cfg.child.program.display(),
             redact_args(&spec.args)
         );
-        let mut proc = match child::spawn(&spec, &name, &self.cfg.state_dir) {
+        let proc = match child::spawn(&spec, &name, &self.cfg.state_dir) {
             Ok(c) => c,
             Err(e) => {
                 let reason = format!(
@@ -342,42 +337,14 @@ impl Wrapper {
             s.set_state(State::Starting);
         });
 
-        // Helper threads: progress from stdout, log + tail from stderr, and the waiter.
-        let stdout = proc.stdout.take();
-        let stderr = proc.stderr.take();
-        let tx = self.tx.clone();
-        if let Some(out) = stdout {
-            spawn_named(format!("{name}-progress"), move || {
-                read_progress(out, gen, tx)
-            });
-        }
-        let (tail_tx, tail_rx) = mpsc::channel::<Vec<String>>();
+        // One poll from here on: progress from stdout, log + tail from stderr, the exit.
         let log = RotatingLog::open(&self.cfg.log_path, self.cfg.log_max, self.cfg.log_keep);
-        let tx = self.tx.clone();
         let want = Wants {
             silence: self.cfg.health.silence_db.is_some(),
             levels: self.cfg.health.levels,
         };
-        if let Some(err) = stderr {
-            let name2 = name.clone();
-            spawn_named(format!("{name}-stderr"), move || {
-                let tail = read_stderr(err, gen, tx, log.ok(), header, want, &name2);
-                let _ = tail_tx.send(tail);
-            });
-        }
-        let tx = self.tx.clone();
-        spawn_named(format!("{name}-wait"), move || {
-            let status = proc.wait();
-            // Anything ffmpeg forked dies with it; its inherited pipes then close, so the
-            // stderr reader reaches EOF at once instead of when the last straggler exits.
-            child::signal_group(pid, Signal::SIGKILL);
-            // Give the stderr reader a moment to drain ffmpeg's last words (the reason).
-            let tail = tail_rx
-                .recv_timeout(Duration::from_millis(300))
-                .unwrap_or_default();
-            let status = status.unwrap_or_else(|_| ExitStatus::from_raw(0));
-            let _ = tx.send(Msg::Exited(gen, status, tail));
-        });
+        let err = StderrReader::new(log.ok(), &header, want);
+        let mut io = ChildIo::new(gen, proc, err, &name);
 
         let mut ending: Option<Ending> = None;
         let mut last_out: Option<i64> = None;
@@ -404,7 +371,7 @@ impl Wrapper {
             let wait = due.map_or(TICK, |d| {
                 d.saturating_duration_since(Instant::now()).min(TICK)
             });
-            let msg = self.rx.recv_timeout(wait);
+            let msg = io.next(&self.rx, wait);
             let now = Instant::now();
             match msg {
                 Ok(Msg::Progress(g, p)) if g == gen => {
