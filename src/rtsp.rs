@@ -18,8 +18,15 @@ pub struct Answer {
 }
 
 /// Send `OPTIONS rtsp://<addr>/<path>` to `addr` (`host:port`) and wait for a reply head,
-/// everything within `deadline`. `Err` says why not, in words.
-pub fn probe(addr: &str, path: &str, deadline: Duration) -> Result<Answer, String> {
+/// everything within `deadline`. `auth` (`user:password`, from the publish URL) goes with
+/// it as Basic credentials, so a server that wants them for `OPTIONS` still answers 200;
+/// a 401 (Digest only, say) counts as answering too. `Err` says why not, in words.
+pub fn probe(
+    addr: &str,
+    path: &str,
+    auth: Option<&str>,
+    deadline: Duration,
+) -> Result<Answer, String> {
     let end = Instant::now() + deadline;
     let addrs: Vec<SocketAddr> = addr
         .to_socket_addrs()
@@ -28,7 +35,7 @@ pub fn probe(addr: &str, path: &str, deadline: Duration) -> Result<Answer, Strin
         .collect();
     let mut last = format!("cannot resolve {addr}");
     for a in addrs {
-        match ask(a, addr, path, end) {
+        match ask(a, addr, path, auth, end) {
             Ok(ans) => return Ok(ans),
             Err(e) => last = e,
         }
@@ -41,12 +48,23 @@ fn left(end: Instant) -> Option<Duration> {
     (d >= Duration::from_millis(1)).then_some(d)
 }
 
-fn ask(a: SocketAddr, addr: &str, path: &str, end: Instant) -> Result<Answer, String> {
+fn ask(
+    a: SocketAddr,
+    addr: &str,
+    path: &str,
+    auth: Option<&str>,
+    end: Instant,
+) -> Result<Answer, String> {
     let timed_out = || "no RTSP reply in time (server not answering)".to_string();
     let mut c = TcpStream::connect_timeout(&a, left(end).ok_or_else(timed_out)?)
         .map_err(|e| format!("cannot connect to {addr} ({})", crate::util::io_reason(&e)))?;
+    let authorization = auth.map_or(String::new(), |a| {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(a);
+        format!("Authorization: Basic {b64}\r\n")
+    });
     let req = format!(
-        "OPTIONS rtsp://{addr}/{path} RTSP/1.0\r\nCSeq: 1\r\nUser-Agent: {}/{}\r\n\r\n",
+        "OPTIONS rtsp://{addr}/{path} RTSP/1.0\r\nCSeq: 1\r\nUser-Agent: {}/{}\r\n{authorization}\r\n",
         env!("CARGO_PKG_NAME"),
         env!("CARGO_PKG_VERSION")
     );
@@ -158,25 +176,42 @@ mod tests {
         let hung = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = hung.local_addr().unwrap().to_string();
         let t = Instant::now();
-        let e = probe(&addr, "x", Duration::from_millis(300)).unwrap_err();
+        let e = probe(&addr, "x", None, Duration::from_millis(300)).unwrap_err();
         assert!(e.contains("not answering"), "{e}");
         assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
         // Answers 401 to OPTIONS: it is there.
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap().to_string();
         let th = std::thread::spawn(move || {
-            let (mut c, _) = l.accept().unwrap();
-            let mut b = [0u8; 1024];
-            let n = c.read(&mut b).unwrap();
-            assert!(String::from_utf8_lossy(&b[..n]).starts_with("OPTIONS rtsp://"));
-            c.write_all(b"RTSP/1.0 401 Unauthorized\r\nCSeq: 1\r\n\r\n")
-                .unwrap();
+            let mut heads = Vec::new();
+            for _ in 0..2 {
+                let (mut c, _) = l.accept().unwrap();
+                let mut b = [0u8; 1024];
+                let n = c.read(&mut b).unwrap();
+                let head = String::from_utf8_lossy(&b[..n]).into_owned();
+                assert!(head.starts_with("OPTIONS rtsp://"), "{head}");
+                c.write_all(b"RTSP/1.0 401 Unauthorized\r\nCSeq: 1\r\n\r\n")
+                    .unwrap();
+                heads.push(head);
+            }
+            heads
         });
         assert_eq!(
-            probe(&addr, "x", Duration::from_secs(5)),
+            probe(&addr, "x", None, Duration::from_secs(5)),
             Ok(Answer { status: 401 })
         );
-        th.join().unwrap();
+        // With the publish URL's credentials: sent as Basic.
+        assert_eq!(
+            probe(&addr, "x", Some("u:pa/ss"), Duration::from_secs(5)),
+            Ok(Answer { status: 401 })
+        );
+        let heads = th.join().unwrap();
+        assert!(!heads[0].contains("Authorization"), "{}", heads[0]);
+        assert!(
+            heads[1].contains("Authorization: Basic dTpwYS9zcw==\r\n"),
+            "{}",
+            heads[1]
+        );
         // Refused.
         drop(hung);
     }

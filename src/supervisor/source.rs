@@ -172,11 +172,49 @@ fn records(settings: &Settings, stream: &str) -> bool {
         .unwrap_or(settings.recording.enabled)
 }
 
+/// The credentials and the rest of an RTSP URL after `://`. The credentials end at the
+/// last `@` (as redaction reads them): a `/` that users write in a password stays in it.
+fn split_userinfo(url: &str) -> Option<(Option<&str>, &str)> {
+    let rest = url.split_once("://")?.1;
+    Some(match rest.rsplit_once('@') {
+        Some((user, after)) => (Some(user), after),
+        None => (None, rest),
+    })
+}
+
+/// `user:password` of an RTSP URL, percent-decoded, for the probe's `Authorization`.
+pub fn rtsp_userinfo(url: &str) -> Option<String> {
+    let user = split_userinfo(url)?.0.filter(|u| !u.is_empty())?;
+    Some(percent_decode(user))
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// `host:port` of an RTSP URL (credentials and path dropped; port 554 when absent).
 pub fn rtsp_addr(url: &str) -> Option<String> {
-    let rest = url.split_once("://")?.1;
-    let hostport = rest.split('/').next()?;
-    let hostport = hostport.rsplit_once('@').map_or(hostport, |(_, h)| h);
+    let hostport = split_userinfo(url)?.1.split('/').next()?;
     if hostport.is_empty() {
         return None;
     }
@@ -234,6 +272,7 @@ fn attach(
                 ..cfg.child.clone()
             },
             rtsp_addr: rtsp_addr(url),
+            rtsp_auth: rtsp_userinfo(url),
             probe_timeout: rtsp_timeout,
         });
     }
@@ -431,10 +470,25 @@ mod media_tests {
             ("rtsp://u:p%40w@host:8554/a/b", Some("host:8554")),
             ("rtsp://host/mic", Some("host:554")),
             ("rtsp://[::1]:8554/mic", Some("[::1]:8554")),
+            ("rtsp://u:pa/ss@host:8554/mic", Some("host:8554")),
             ("nonsense", None),
         ];
         for (url, want) in table {
             assert_eq!(rtsp_addr(url).as_deref(), want, "{url}");
+        }
+    }
+
+    #[test]
+    fn rtsp_userinfo_table() {
+        let table = [
+            ("rtsp://127.0.0.1:8554/mic", None),
+            ("rtsp://u:p%40w@host:8554/a/b", Some("u:p@w")),
+            ("rtsp://u:pa/ss@host/mic", Some("u:pa/ss")),
+            ("rtsp://@host/mic", None),
+            ("rtsp://u:%zz@host/mic", Some("u:%zz")),
+        ];
+        for (url, want) in table {
+            assert_eq!(super::rtsp_userinfo(url).as_deref(), want, "{url}");
         }
     }
 }

@@ -177,9 +177,9 @@ impl Wrapper {
             m.probing += 1;
             m.next_probe = now + self.probe_interval();
             let (tx, gen, path) = (self.rx.local(), self.generation, self.cfg.name.clone());
-            let deadline = r.probe_timeout;
+            let (deadline, auth) = (r.probe_timeout, r.rtsp_auth.clone());
             spawn_probe(format!("{}-probe", self.cfg.name), move || {
-                let res = crate::rtsp::probe(&addr, &path, deadline)
+                let res = crate::rtsp::probe(&addr, &path, auth.as_deref(), deadline)
                     .map(|a| format!("{addr} answers RTSP again ({})", a.status));
                 tx.send(super::Msg::Probe(gen, res));
             });

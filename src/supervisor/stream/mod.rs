@@ -74,6 +74,8 @@ pub struct RecordSetup {
     pub fallback: ChildSpec,
     /// `host:port` of the RTSP server, probed while the RTSP leg is down.
     pub rtsp_addr: Option<String>,
+    /// `user:password` from the publish URL, sent with the probe (Basic) when set.
+    pub rtsp_auth: Option<String>,
     /// The probe's deadline (`mediamtx.rtsp_timeout`).
     pub probe_timeout: Duration,
 }
