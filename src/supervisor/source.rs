@@ -172,20 +172,10 @@ fn records(settings: &Settings, stream: &str) -> bool {
         .unwrap_or(settings.recording.enabled)
 }
 
-/// The credentials and the rest of an RTSP URL after `://`. The credentials end at the
-/// last `@` (as redaction reads them): a `/` that users write in a password stays in it.
-fn split_userinfo(url: &str) -> Option<(Option<&str>, &str)> {
-    let rest = url.split_once("://")?.1;
-    Some(match rest.rsplit_once('@') {
-        Some((user, after)) => (Some(user), after),
-        None => (None, rest),
-    })
-}
-
 /// `user:password` of an RTSP URL, percent-decoded, for the probe's `Authorization`.
 pub fn rtsp_userinfo(url: &str) -> Option<String> {
-    let user = split_userinfo(url)?.0.filter(|u| !u.is_empty())?;
-    Some(percent_decode(user))
+    let (_, user, _) = crate::util::split_userinfo(url)?;
+    (!user.is_empty()).then(|| percent_decode(user))
 }
 
 fn percent_decode(s: &str) -> String {
@@ -214,7 +204,11 @@ fn percent_decode(s: &str) -> String {
 
 /// `host:port` of an RTSP URL (credentials and path dropped; port 554 when absent).
 pub fn rtsp_addr(url: &str) -> Option<String> {
-    let hostport = split_userinfo(url)?.1.split('/').next()?;
+    let rest = match crate::util::split_userinfo(url) {
+        Some((_, _, rest)) => rest,
+        None => url.split_once("://")?.1,
+    };
+    let hostport = rest.split('/').next()?;
     if hostport.is_empty() {
         return None;
     }
