@@ -439,9 +439,14 @@ fn scan_marked(state_dir: &Path) -> Vec<Marked> {
 
 /// The fields after the `(comm)` in /proc/<pid>/stat.
 pub fn stat_fields(pid: i32) -> Option<Vec<String>> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = stat_line(pid)?;
     let rest = &stat[stat.rfind(')')? + 2..];
     Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
+/// /proc/<pid>/stat as it is (`stat_fields` splits it).
+pub fn stat_line(pid: i32) -> Option<String> {
+    crate::util::read_small(std::path::Path::new(&format!("/proc/{pid}/stat"))).ok()
 }
 
 pub fn parent_pid(pid: i32) -> Option<i32> {

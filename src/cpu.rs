@@ -26,6 +26,14 @@ pub struct Meter {
 }
 
 impl Meter {
+    /// When the next mark is due (now, before the first one).
+    pub fn next_due(&self) -> Instant {
+        match &self.last {
+            Some(m) => m.at + PERIOD,
+            None => Instant::now(),
+        }
+    }
+
     /// Take a mark if a period has passed; returns the new view when one was computed.
     pub fn tick(&mut self, now: Instant, pids: &[u32]) -> Option<CpuView> {
         if self
@@ -95,9 +103,13 @@ pub fn clock_ticks() -> f64 {
 
 /// utime+stime of a process in clock ticks (fields 14 and 15 of /proc/<pid>/stat).
 pub fn ticks(pid: i32) -> Option<u64> {
-    let f = crate::child::stat_fields(pid)?;
-    // After "(comm) ": state is index 0, utime 11, stime 12.
-    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+    let stat = crate::child::stat_line(pid)?;
+    // After "(comm) ": state is index 0, utime 11, stime 12. Read without allocating: the
+    // CPU mark does this for every child every PERIOD.
+    let mut f = stat[stat.rfind(')')? + 2..]
+        .split_ascii_whitespace()
+        .skip(11);
+    Some(f.next()?.parse::<u64>().ok()? + f.next()?.parse::<u64>().ok()?)
 }
 
 /// A process younger than `limit`: its CPU over its whole life (a window that ends now and

@@ -169,7 +169,7 @@ fn control_card(file: &str) -> Option<u32> {
 }
 
 fn read_trimmed(p: &Path) -> Option<String> {
-    match fs::read_to_string(p) {
+    match crate::util::read_small(p) {
         Ok(s) => Some(s.trim().to_string()),
         Err(e) => {
             if e.kind() != std::io::ErrorKind::NotFound {

@@ -55,6 +55,32 @@ pub fn redact_text(line: &str) -> String {
     out
 }
 
+/// Read a small file (a /proc or /sys entry, a card's `id`) whole: one `read` into a stack
+/// buffer and one to see the end, where `fs::read_to_string` also `statx`es the file and,
+/// for /proc (size 0), grows its buffer from 32 bytes over half a dozen reads. The rescan
+/// and the CPU mark read hundreds of these every two seconds.
+pub fn read_small(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut buf = [0u8; 4096];
+    let mut len = 0;
+    loop {
+        let n = f.read(&mut buf[len..])?;
+        if n == 0 {
+            return String::from_utf8(buf[..len].to_vec())
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e));
+        }
+        len += n;
+        if len == buf.len() {
+            // Larger than expected: read the rest the ordinary way.
+            let mut v = buf.to_vec();
+            f.read_to_end(&mut v)?;
+            return String::from_utf8(v)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e));
+        }
+    }
+}
+
 /// Seconds since the Unix epoch (for display only; timing uses `Instant`).
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
@@ -66,6 +92,25 @@ pub fn unix_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_small_reads_whole_files_of_every_size() {
+        let dir = std::env::temp_dir().join(format!("read-small-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for len in [0, 1, 10, 4095, 4096, 4097, 10_000] {
+            let p = dir.join(format!("f{len}"));
+            let text: String = (0..len).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+            std::fs::write(&p, &text).unwrap();
+            assert_eq!(read_small(&p).unwrap(), text, "length {len}");
+        }
+        // /proc files say size 0; the whole line still comes back.
+        let stat = read_small(std::path::Path::new("/proc/self/stat")).unwrap();
+        assert!(stat.ends_with('\n') && stat.contains(") "), "{stat}");
+        assert!(read_small(&dir.join("missing")).is_err());
+        std::fs::write(dir.join("bad"), [0xff, 0xfe]).unwrap();
+        assert!(read_small(&dir.join("bad")).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn redaction() {

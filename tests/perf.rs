@@ -156,3 +156,104 @@ fn one_thread_per_stream_and_at_most_eight_more() {
         assert_eq!(out.status.code(), Some(0), "{out:?}");
     }
 }
+
+/// Voluntary context switches (each one a sleep, so a wake-up after it) of each thread, by
+/// tid, with its name.
+fn wakeups(pid: i32) -> std::collections::BTreeMap<i32, (String, u64)> {
+    threads(pid)
+        .into_iter()
+        .filter_map(|(tid, comm)| {
+            let st = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).ok()?;
+            let n = st
+                .lines()
+                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))?
+                .trim()
+                .parse::<u64>()
+                .ok()?;
+            Some((tid, (comm, n)))
+        })
+        .collect()
+}
+
+/// Wake-ups between two `wakeups` readings of the threads whose name passes `pick` and
+/// that lived through both.
+fn woke(
+    a: &std::collections::BTreeMap<i32, (String, u64)>,
+    b: &std::collections::BTreeMap<i32, (String, u64)>,
+    pick: impl Fn(&str) -> bool,
+) -> u64 {
+    b.iter()
+        .filter(|(_, (c, _))| pick(c))
+        .filter_map(|(t, (_, n))| Some(n.saturating_sub(a.get(t)?.1)))
+        .sum()
+}
+
+/// A healthy stream wakes its wrapper about once a second although its child writes three
+/// times a second (progress every 0.5 s on stdout, a level line every second on stderr):
+/// the pipes rest between reads (docs/architecture.md, "One poll per wrapper"). The main
+/// loop sleeps until its next job (about every 2 s), not on a tick. What the rest must not
+/// cost: a hung child is still declared stalled after `stall_timeout`, never before it and
+/// at most the rest (1 s here) after it.
+#[test]
+fn a_healthy_stream_wakes_its_wrapper_once_a_second_and_a_hang_is_still_caught_on_time() {
+    const N: usize = 8;
+    let mut s = Sup::new();
+    for i in 0..N {
+        s.usb(i as u32, &format!("w{i}"));
+    }
+    s.set_mode("run");
+    s.env.push(("FAKE_FFMPEG_INTERVAL".into(), "0.5".into()));
+    s.set("health", "stall_timeout", "\"10s\"");
+    // The default rescan (tests use 100 ms for speed).
+    s.set("discovery", "rescan", "\"2s\"");
+    s.write_config();
+    s.start_foreground();
+    s.wait_for("all running", Duration::from_secs(30), |s| {
+        s.status().is_some_and(|v| {
+            v["streams"]
+                .as_array()
+                .is_some_and(|a| a.len() == N && a.iter().all(|x| x["state"] == "running"))
+        })
+    });
+    let pid = s.supervisor_pid().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let is_wrapper = |c: &str| c.starts_with("s-w");
+    let is_main = |c: &str| c.starts_with("mediamtx-strea");
+    let before = wakeups(pid);
+    let window = 6.0;
+    std::thread::sleep(Duration::from_secs_f64(window));
+    let after = wakeups(pid);
+    let per_stream = woke(&before, &after, is_wrapper) as f64 / N as f64 / window;
+    let main = woke(&before, &after, is_main) as f64 / window;
+    // Reading each pipe as it is written would be 3 a second (2.5–4 measured before).
+    assert!(
+        per_stream <= 1.6,
+        "{per_stream:.2} wake-ups a second per wrapper, want about 1"
+    );
+    assert!(main <= 1.2, "{main:.2} wake-ups a second of the main loop");
+
+    // Hang one child: it stops writing progress and stays alive.
+    let hung = s.stream("w3").unwrap()["pid"].as_i64().unwrap() as i32;
+    let t0 = std::time::Instant::now();
+    common::sup::kill(hung, libc::SIGUSR1);
+    s.wait_for(
+        "the hung child declared stalled",
+        Duration::from_secs(20),
+        |s| {
+            s.stream("w3").is_some_and(|v| {
+                v["last_exit"]["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("stalled"))
+            })
+        },
+    );
+    let took = t0.elapsed().as_secs_f64();
+    // Its last block came at most 0.5 s before the signal; the stall is declared 10 s after
+    // the read that saw it (that read at most 1 s after the block), plus our 0.1 s polling.
+    assert!(
+        (9.4..=11.8).contains(&took),
+        "stalled after {took:.2} s, want 10 s (never early, at most the rest late)"
+    );
+    let out = s.run(&["stop"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}

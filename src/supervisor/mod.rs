@@ -105,6 +105,12 @@ pub fn snapshot(registry: &Registry, info: &Info) -> Snapshot {
     }
 }
 
+/// Whether a stream's wrapper is waiting for its device (it wakes on the next `Update`).
+fn waiting(h: &StreamHandle) -> bool {
+    let s = h.shared.lock().unwrap_or_else(|e| e.into_inner());
+    s.state == stream::State::WaitingForDevice
+}
+
 /// Receives a snapshot every `mediamtx.poll` and once more after the stop; the caller
 /// wires it (the metrics textfile), so the supervisor hands snapshots out and depends on
 /// no consumer.
@@ -124,6 +130,9 @@ pub struct Supervisor {
     /// new one starts with the new client.
     poller_epoch: Arc<AtomicU64>,
     present: BTreeMap<String, bool>,
+    /// The configuration each wrapper was last given: the rescan sends one only when it
+    /// changed, so an idle stream's thread is not woken every rescan for nothing.
+    sent: BTreeMap<String, StreamConfig>,
     events: Receiver<Event>,
     events_tx: Sender<Event>,
     last_status_line: String,
@@ -156,6 +165,7 @@ impl Supervisor {
             retired: Vec::new(),
             poller_epoch: Arc::new(AtomicU64::new(0)),
             present: BTreeMap::new(),
+            sent: BTreeMap::new(),
             events,
             events_tx,
             last_status_line: String::new(),
@@ -339,6 +349,7 @@ impl Supervisor {
             }
         };
         let shared = Arc::new(Mutex::new(Shared::new(&cfg)));
+        self.sent.insert(name.clone(), cfg.clone());
         let wrapper = Wrapper::new(cfg, rx, shared.clone());
         let thread = std::thread::Builder::new()
             .name(format!("s-{}", name.chars().take(13).collect::<String>()))
@@ -393,8 +404,12 @@ impl Supervisor {
                     self.present.insert(cfg.name.clone(), true);
                     if !was_present {
                         log::info!("{}: device is back", cfg.name);
+                        self.sent.insert(cfg.name.clone(), cfg.clone());
                         let _ = h.tx.send(Msg::DeviceBack(Box::new(cfg)));
-                    } else {
+                    } else if self.sent.get(&cfg.name) != Some(&cfg) || waiting(&h) {
+                        // A wrapper that found its device gone on its own waits for this
+                        // to start again (the device came back before a rescan saw it go).
+                        self.sent.insert(cfg.name.clone(), cfg.clone());
                         let _ = h.tx.send(Msg::Update(Box::new(cfg)));
                     }
                 }
@@ -429,7 +444,14 @@ impl Supervisor {
         let mut next_metrics = Instant::now();
         let mut cpu = crate::cpu::Meter::default();
         loop {
-            match self.events.recv_timeout(Duration::from_millis(100)) {
+            // Sleep until the next job is due (rescan, watchdog, report, CPU mark) or an
+            // event arrives: no fixed tick, so an idle supervisor wakes about every 2 s.
+            let mut due = next_scan.min(next_metrics).min(cpu.next_due());
+            if watchdog.is_some() {
+                due = due.min(next_watchdog);
+            }
+            let wait = due.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(wait) {
                 Ok(Event::Stop(why)) => {
                     log::info!("stopping ({why})");
                     break;
@@ -469,9 +491,10 @@ impl Supervisor {
         self.shutdown();
     }
 
-    /// The systemd status line, and a CPU mark when one is due. Reads each stream's state
-    /// and pid only: a full snapshot ten times a second was a third of the supervisor's CPU
-    /// at hundreds of streams (docs/performance.md).
+    /// The systemd status line (refreshed at every wake, so at most one CPU period,
+    /// 2 s, late), and a CPU mark when one is due. Reads each stream's state and pid only: a
+    /// full snapshot at every wake was a third of the supervisor's CPU at hundreds of
+    /// streams (docs/performance.md).
     fn update_status_line(&mut self, cpu: &mut crate::cpu::Meter, now: Instant) {
         let (mut ok, mut total, mut pids) = (0, 0, Vec::new());
         if let Ok(r) = self.registry.read() {

@@ -44,6 +44,7 @@ impl Supervisor {
         for name in names {
             let handle = self.registry.write().ok().and_then(|mut r| r.remove(&name));
             self.present.remove(&name);
+            self.sent.remove(&name);
             if let Some(h) = handle {
                 log::info!("{name}: not in the reloaded configuration; stopping and removing it");
                 let _ = h.tx.send(Msg::Stop);

@@ -21,8 +21,8 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 /// audio device's nodes and links well within it; short enough for a < 0.5 s start).
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
 
-/// How often the thread looks for a watched directory that appeared or vanished without an
-/// event we could see (e.g. `by-id` removed and made again between two reads).
+/// How often the thread looks for a watched directory while one is missing (`by-id` does
+/// not exist before the first USB device; a directory made again between two reads).
 const RECHECK: Duration = Duration::from_secs(1);
 
 /// The directories watched under `dev_snd`, in order (the first is `dev_snd` itself).
@@ -178,15 +178,22 @@ fn run(
     let mut next_check = Instant::now() + RECHECK;
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
-        let until = due(last_event, debounce)
-            .map_or(next_check, |d| d.min(next_check))
-            .max(now);
-        let ms = (until - now).as_millis().min(u16::MAX as u128) as u16;
+        // Only a missing directory needs looking for; with all three watched the thread
+        // sleeps until an event (or the debounce after one) and costs nothing.
+        let missing = w.wds.iter().any(Option::is_none);
+        let until = [due(last_event, debounce), missing.then_some(next_check)]
+            .into_iter()
+            .flatten()
+            .min();
+        let timeout = until.map_or(PollTimeout::NONE, |u| {
+            let ms = u.saturating_duration_since(now).as_millis();
+            PollTimeout::from(ms.min(u16::MAX as u128) as u16)
+        });
         let mut fds = [
             PollFd::new(w.ino.as_fd(), PollFlags::POLLIN),
             PollFd::new(stop_fd.as_fd(), PollFlags::POLLIN),
         ];
-        let ready = poll(&mut fds, PollTimeout::from(ms)).unwrap_or(0);
+        let ready = poll(&mut fds, timeout).unwrap_or(0);
         let inotify_ready = fds[0].revents().is_some_and(|r| !r.is_empty());
         if stop.load(Ordering::Relaxed) {
             return;

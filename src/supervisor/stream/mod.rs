@@ -145,10 +145,11 @@ pub struct Wrapper {
     last_count: Option<(u32, Instant)>,
 }
 
-/// The longest a wrapper sleeps between looks at its timers. It normally sleeps until the
-/// next one is due (`next_due`): a fixed 100 ms tick per stream was most of the supervisor's
-/// CPU at hundreds of streams (docs/performance.md).
-const TICK: Duration = Duration::from_secs(1);
+/// The longest a wrapper sleeps between looks at its timers, a safety net only: it sleeps
+/// until the next one is due (`next_due`) or a message comes. Every wake-up costs a context
+/// switch, which is most of the supervisor's CPU at hundreds of streams: a fixed 100 ms
+/// tick, then a 1 s one, were a quarter or more of it (docs/performance.md).
+const TICK: Duration = Duration::from_secs(30);
 
 /// When a running child's wrapper must look at its timers next (None: only messages).
 /// `ending`: Some(kill_at) once the child is being ended (nothing else is checked then);
@@ -346,7 +347,8 @@ impl Wrapper {
             levels: self.cfg.health.levels,
         };
         let err = StderrReader::new(log.ok(), &header, want);
-        let mut io = ChildIo::new(gen, proc, err, &name);
+        let rest = readers::output_rest(self.cfg.health.stall_timeout);
+        let mut io = ChildIo::new(gen, proc, err, &name, rest);
 
         let mut ending: Option<Ending> = None;
         let mut last_out: Option<i64> = None;

@@ -102,6 +102,16 @@ impl ProgressReader {
 /// Real ffmpeg writes a block at once; progress only feeds second-scale timers.
 const BLOCK_GATHER: Duration = Duration::from_millis(5);
 
+/// Once progress flows, how long the child's pipes are left alone after a read: ffmpeg
+/// writes a progress block every 0.5 s and a level line every second, each a wake-up (a
+/// context switch, most of the supervisor's CPU at hundreds of streams); read together
+/// once a second they are one. Capped at a tenth of the stall timeout, so a stall is
+/// still caught within 10 % of `stall_timeout`. Exit (pidfd) and commands wake at once;
+/// a flood on stderr (a read that fills the buffer) is read without rest.
+pub(super) fn output_rest(stall_timeout: Duration) -> Duration {
+    (stall_timeout / 10).min(Duration::from_secs(1))
+}
+
 /// What the stderr reader looks for besides the log.
 #[derive(Clone, Copy)]
 pub(super) struct Wants {
@@ -210,6 +220,10 @@ pub(super) struct ChildIo {
     mailbox_gone: bool,
     /// stdout is not polled until then (`BLOCK_GATHER`).
     gather_until: Option<Instant>,
+    /// How long the pipes rest after a read that brought progress (`output_rest`).
+    rest: Duration,
+    /// Neither pipe is polled until then.
+    rest_until: Option<Instant>,
     name: String,
 }
 
@@ -242,7 +256,13 @@ fn read_some(r: &mut impl Read, buf: &mut [u8]) -> Option<usize> {
 }
 
 impl ChildIo {
-    pub(super) fn new(gen: u64, mut proc: child::Proc, err: StderrReader, name: &str) -> ChildIo {
+    pub(super) fn new(
+        gen: u64,
+        mut proc: child::Proc,
+        err: StderrReader,
+        name: &str,
+        rest: Duration,
+    ) -> ChildIo {
         let pid = proc.id();
         let stdout = proc.stdout.take();
         let stderr = proc.stderr.take();
@@ -265,6 +285,8 @@ impl ChildIo {
             exited: None,
             mailbox_gone: false,
             gather_until: None,
+            rest,
+            rest_until: None,
             name: name.to_string(),
         }
     }
@@ -304,6 +326,13 @@ impl ChildIo {
                 return Err(RecvTimeoutError::Timeout);
             }
             let mut due = until;
+            if let Some(r) = self.rest_until {
+                if r <= now || self.exited.is_some() {
+                    self.rest_until = None;
+                } else {
+                    due = due.min(r);
+                }
+            }
             if let Some(g) = self.gather_until {
                 if g <= now {
                     self.gather_until = None;
@@ -326,7 +355,8 @@ impl ChildIo {
 
     fn poll_once(&mut self, rx: &Rx, wait: Duration) {
         let none = -1;
-        let fd_of = |o: Option<i32>| o.unwrap_or(none);
+        let resting = self.rest_until.is_some();
+        let fd_of = |o: Option<i32>| o.filter(|_| !resting).unwrap_or(none);
         let mut fds = [
             libc::pollfd {
                 fd: rx.fd().as_raw_fd(),
@@ -368,6 +398,7 @@ impl ChildIo {
             rx.clear();
         }
         let mut buf = [0u8; READ_BUF];
+        let mut rest = false;
         if fds[1].revents != 0 {
             if let Some(o) = self.stdout.as_mut() {
                 match read_some(o, &mut buf) {
@@ -380,6 +411,8 @@ impl ChildIo {
                             .feed(&buf[..k], false, self.gen, &mut self.queue);
                         if self.progress.mid_block {
                             self.gather_until = Some(Instant::now() + BLOCK_GATHER);
+                        } else {
+                            rest = k < READ_BUF;
                         }
                     }
                     None => {}
@@ -394,10 +427,16 @@ impl ChildIo {
                         self.stderr = None;
                         log::debug!("{}: stderr closed", self.name);
                     }
-                    Some(k) => self.err.feed(&buf[..k], false, self.gen, &mut self.queue),
+                    Some(k) => {
+                        self.err.feed(&buf[..k], false, self.gen, &mut self.queue);
+                        rest &= k < READ_BUF;
+                    }
                     None => {}
                 }
             }
+        }
+        if rest && !self.rest.is_zero() {
+            self.rest_until = Some(Instant::now() + self.rest);
         }
         if fds[3].revents != 0 {
             self.try_reap();
@@ -465,7 +504,7 @@ mod tests {
                 levels: false,
             };
             let err = StderrReader::new(None, "header", want);
-            let mut io = ChildIo::new(7, shell(script), err, "t");
+            let mut io = ChildIo::new(7, shell(script), err, "t", Duration::ZERO);
             if !with_pidfd {
                 io.pidfd = None;
             }
@@ -498,7 +537,7 @@ mod tests {
         let pid = proc.id();
         proc.stdout.take();
         let err = StderrReader::new(None, "header", want);
-        let mut io = ChildIo::new(1, proc, err, "t");
+        let mut io = ChildIo::new(1, proc, err, "t", Duration::ZERO);
         let sender = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(200));
             let _ = tx.send(Msg::Restart);
@@ -512,6 +551,20 @@ mod tests {
         child::signal_group(pid, Signal::SIGKILL);
         let (got, _) = run_to_exit(io, &rx);
         assert!(matches!(got.last(), Some(Msg::Exited(1, s, _)) if s.signal() == Some(9)));
+    }
+
+    #[test]
+    fn output_rest_is_a_tenth_of_the_stall_timeout_at_most_a_second() {
+        let ms = Duration::from_millis;
+        for (stall, rest) in [
+            (0, 0),
+            (2_000, 200),
+            (3_000, 300),
+            (10_000, 1_000),
+            (15_000, 1_000),
+        ] {
+            assert_eq!(output_rest(ms(stall)), ms(rest), "stall {stall} ms");
+        }
     }
 
     #[test]
