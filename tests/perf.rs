@@ -232,6 +232,24 @@ fn a_healthy_stream_wakes_its_wrapper_once_a_second_and_a_hang_is_still_caught_o
     );
     assert!(main <= 1.2, "{main:.2} wake-ups a second of the main loop");
 
+    // The rest is for the pipes only: an exit is seen at once. SIGKILL four children in
+    // turn; each is replaced after the 100 ms backoff, not after a rest of up to 1 s.
+    for name in ["w0", "w1", "w2", "w4"] {
+        let old = s.stream(name).unwrap()["pid"].as_i64().unwrap();
+        let t0 = std::time::Instant::now();
+        common::sup::kill(old as i32, libc::SIGKILL);
+        s.wait_for("a new child", Duration::from_secs(10), |s| {
+            s.stream(name)
+                .and_then(|v| v["pid"].as_i64())
+                .is_some_and(|p| p != old)
+        });
+        let took = t0.elapsed();
+        assert!(
+            took < Duration::from_millis(700),
+            "{name}: replaced after {took:?}, want the 100 ms backoff and a spawn"
+        );
+    }
+
     // Hang one child: it stops writing progress and stays alive.
     let hung = s.stream("w3").unwrap()["pid"].as_i64().unwrap() as i32;
     let t0 = std::time::Instant::now();
@@ -254,6 +272,10 @@ fn a_healthy_stream_wakes_its_wrapper_once_a_second_and_a_hang_is_still_caught_o
         (9.4..=11.8).contains(&took),
         "stalled after {took:.2} s, want 10 s (never early, at most the rest late)"
     );
+    let t0 = std::time::Instant::now();
     let out = s.run(&["stop"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
+    // Each child exits at its SIGINT at once; the wrappers see it through the pidfd.
+    let took = t0.elapsed();
+    assert!(took < Duration::from_millis(900), "stop took {took:?}");
 }

@@ -356,7 +356,9 @@ impl ChildIo {
     fn poll_once(&mut self, rx: &Rx, wait: Duration) {
         let none = -1;
         let resting = self.rest_until.is_some();
-        let fd_of = |o: Option<i32>| o.filter(|_| !resting).unwrap_or(none);
+        let fd_of = |o: Option<i32>| o.unwrap_or(none);
+        // Only the pipes rest; the pidfd and the mailbox are always polled.
+        let pipe = |o: Option<i32>| o.filter(|_| !resting).unwrap_or(none);
         let mut fds = [
             libc::pollfd {
                 fd: rx.fd().as_raw_fd(),
@@ -364,7 +366,7 @@ impl ChildIo {
                 revents: 0,
             },
             libc::pollfd {
-                fd: fd_of(
+                fd: pipe(
                     self.stdout
                         .as_ref()
                         .filter(|_| self.gather_until.is_none())
@@ -374,7 +376,7 @@ impl ChildIo {
                 revents: 0,
             },
             libc::pollfd {
-                fd: fd_of(self.stderr.as_ref().map(|o| o.as_raw_fd())),
+                fd: pipe(self.stderr.as_ref().map(|o| o.as_raw_fd())),
                 events: libc::POLLIN,
                 revents: 0,
             },
@@ -523,6 +525,36 @@ mod tests {
                 "pidfd {with_pidfd}: {took:?}"
             );
         }
+    }
+
+    /// While the pipes rest, the exit still wakes the wrapper at once (the pidfd is never
+    /// left out of the poll), and the output written during the rest is all delivered.
+    #[test]
+    fn resting_pipes_never_delay_the_exit() {
+        let script = "printf 'out_time_us=5\\nprogress=continue\\n'; sleep 0.3; \
+                      printf 'out_time_us=6\\nprogress=end\\n'; echo 'bye' >&2; exit 3";
+        let (_tx, rx) = super::super::mailbox::channel().unwrap();
+        let want = Wants {
+            silence: false,
+            levels: false,
+        };
+        let err = StderrReader::new(None, "header", want);
+        let io = ChildIo::new(7, shell(script), err, "t", Duration::from_secs(5));
+        let (got, took) = run_to_exit(io, &rx);
+        assert!(took < Duration::from_secs(2), "exit seen after {took:?}");
+        let times: Vec<i64> = got
+            .iter()
+            .filter_map(|m| match m {
+                Msg::Progress(7, p) => p.out_time_us,
+                _ => None,
+            })
+            .collect();
+        assert_eq!(times, [5, 6]);
+        let Some(Msg::Exited(7, status, tail)) = got.last() else {
+            unreachable!()
+        };
+        assert_eq!(status.code(), Some(3));
+        assert_eq!(tail, &["bye"]);
     }
 
     /// A command in the mailbox wakes the poll at once while the child runs quietly.
